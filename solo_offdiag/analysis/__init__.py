@@ -1,0 +1,1 @@
+"""Analysis of representations and of the prediction head: torch-only metrics, Lightning callbacks."""

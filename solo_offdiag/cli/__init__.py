@@ -1,0 +1,1 @@
+"""Command-line entry points (top layer). Each subcommand lives in its own module."""

@@ -1,0 +1,140 @@
+"""Our keys under solo-learn's ``method_kwargs`` and their validation, done once at the entry.
+
+This module knows nothing of solo-learn: it validates plain mappings, so the same checks run in
+the Hydra plugin, in ``solo-offdiag pretrain`` and in the tests without solo installed.
+
+Keys (``method_kwargs.*``)::
+
+    predictor:
+      kind: offdiag          # any registered head kind (``solo-offdiag heads``)
+      options: {}            # options of that kind, e.g. {init: random} for linear
+      lr: null               # head param-group lr; null = optimizer.lr (after solo's scaling)
+      weight_decay: null     # head param-group weight decay; null = optimizer.weight_decay
+      static_lr: false       # true: the head stays at the global lr with no schedule (solo's
+                             # static_lr; SimSiam uses it for its predictor)
+    analysis: {...}          # see solo_offdiag.analysis.config.AnalysisConfig
+
+``predictor.lr`` is an **absolute** learning rate: unlike ``optimizer.lr``, solo-learn's
+``parse_cfg`` does not scale it by ``batch_size * devices * num_nodes / 256``, and we do not
+either, so the paper's "Adam, lr 3e-3 for the head" can be stated as is. It still follows the
+warmup-cosine schedule (solo's scheduler scales every group with its own base lr).
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from solo_offdiag.analysis.config import AnalysisConfig
+from solo_offdiag.config.validate import ConfigError, from_mapping, non_negative
+from solo_offdiag.heads import UnknownHeadError, head_options, list_heads
+
+__all__ = ["OffDiagMethodConfig", "PredictorConfig", "validate_method_cfg"]
+
+#: solo-learn's own method_kwargs keys of BYOL/SimSiam that we accept next to ours.
+SOLO_METHOD_KEYS = ("proj_hidden_dim", "proj_output_dim", "pred_hidden_dim")
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+@dataclass(frozen=True)
+class PredictorConfig:
+    """``method_kwargs.predictor``: which head, its options, its own optimiser settings."""
+
+    kind: str = "offdiag"
+    options: dict[str, Any] = field(default_factory=dict)
+    lr: float | None = field(
+        default=None, metadata={"check": non_negative, "allowed": "a number >= 0 or null"}
+    )
+    weight_decay: float | None = field(
+        default=None, metadata={"check": non_negative, "allowed": "a number >= 0 or null"}
+    )
+    static_lr: bool = False
+
+    def __post_init__(self) -> None:
+        try:
+            allowed = head_options(self.kind)
+        except UnknownHeadError as err:
+            raise ConfigError(f"method_kwargs.predictor.kind: {err}") from None
+        for key in self.options:
+            if key not in allowed:
+                close = difflib.get_close_matches(key, list(allowed), n=1)
+                hint = f"; did you mean {close[0]!r}?" if close else ""
+                raise ConfigError(
+                    f"method_kwargs.predictor.options: head {self.kind!r} has no option {key!r}"
+                    f"{hint} (allowed: {', '.join(sorted(allowed)) or 'none'})"
+                )
+
+
+@dataclass(frozen=True)
+class OffDiagMethodConfig:
+    """``method_kwargs`` of ``byol_offdiag`` / ``simsiam_offdiag`` (solo's keys plus ours)."""
+
+    proj_hidden_dim: int = field(default=4096, metadata={"check": lambda v: v > 0, "allowed": "> 0"})
+    proj_output_dim: int = field(default=256, metadata={"check": lambda v: v > 0, "allowed": "> 0"})
+    pred_hidden_dim: int = field(default=4096, metadata={"check": lambda v: v > 0, "allowed": "> 0"})
+    predictor: PredictorConfig = field(default_factory=PredictorConfig)
+    analysis: AnalysisConfig = field(default_factory=AnalysisConfig)
+
+    def head_options(self) -> dict[str, Any]:
+        """Options passed to ``build_head``: the MLP's hidden width defaults to pred_hidden_dim."""
+        options = dict(self.predictor.options)
+        if self.predictor.kind == "mlp":
+            options.setdefault("hidden_dim", self.pred_hidden_dim)
+        return options
+
+
+def validate_method_cfg(cfg: Mapping[str, Any]) -> OffDiagMethodConfig:
+    """Validate a whole (plain-dict) solo-learn config for our methods; return our typed section.
+
+    Checks, each with an error naming the key, the value and what is allowed:
+    our ``method_kwargs`` keys (misspellings get the closest key suggested), the head kind and its
+    options, ``predictor.options.dim`` (if given) against ``proj_output_dim``, learning rates
+    (``optimizer.lr``, ``predictor.lr``) numeric and non-negative, ``data.num_large_crops == 2``.
+
+    Raises:
+        ConfigError: the first problem found.
+    """
+    method_kwargs = cfg.get("method_kwargs") or {}
+    if not isinstance(method_kwargs, Mapping):
+        raise ConfigError(f"method_kwargs: got {method_kwargs!r}; expected a mapping")
+    options = ((method_kwargs.get("predictor") or {}).get("options") or {})
+    if isinstance(options, Mapping) and "dim" in options:
+        proj = method_kwargs.get("proj_output_dim", OffDiagMethodConfig.proj_output_dim)
+        if options["dim"] != proj:
+            raise ConfigError(
+                f"method_kwargs.predictor.options.dim: got {options['dim']!r}, but the head maps "
+                f"the projector output to itself, so it must equal method_kwargs.proj_output_dim "
+                f"({proj!r}); remove the key or make them equal"
+            )
+        options = {k: v for k, v in options.items() if k != "dim"}
+        method_kwargs = {
+            **method_kwargs,
+            "predictor": {**method_kwargs["predictor"], "options": options},
+        }
+    typed = from_mapping(OffDiagMethodConfig, method_kwargs, prefix="method_kwargs")
+
+    optimizer = cfg.get("optimizer") or {}
+    if "lr" in optimizer:
+        lr = optimizer["lr"]
+        if not _is_number(lr) or not math.isfinite(float(lr)) or lr < 0:
+            raise ConfigError(f"optimizer.lr: got {lr!r}; allowed: a finite number >= 0")
+
+    data = cfg.get("data") or {}
+    crops = data.get("num_large_crops", 2)
+    if crops != 2:
+        raise ConfigError(
+            f"data.num_large_crops: got {crops!r}; allowed: 2 (BYOL/SimSiam with an off-diagonal "
+            "head compare exactly two large views; use num_small_crops for extra crops)"
+        )
+    return typed
+
+
+def known_heads_text() -> str:
+    """One line per head kind with its options, for ``solo-offdiag heads`` and errors."""
+    return "\n".join(f"{k}: options {head_options(k)}" for k in list_heads())
