@@ -70,7 +70,10 @@ class _CorrelationHead(PredictionHead):
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         if self.training:
             self.update(z)
-        return torch.nn.functional.linear(z, self.weight.to(z.dtype))
+        # Autograd saves W for the gradient w.r.t. z; the next training call (the other view)
+        # refreshes W in place, which would invalidate the saved tensor, so use a snapshot.
+        weight = self.weight.clone() if self.training else self.weight
+        return torch.nn.functional.linear(z, weight.to(z.dtype))
 
     def extra_repr(self) -> str:
         return f"dim={self.dim}, rho={self.rho}, eps={self.eps}, freq={self.freq}"

@@ -74,6 +74,19 @@ def test_no_gradient_into_w_but_into_z() -> None:
     assert z.grad is not None and z.grad.abs().sum() > 0
 
 
+@pytest.mark.parametrize("kind", ["directpred", "directcopy"])
+def test_two_views_then_one_backward(kind: str) -> None:
+    """BYOL/SimSiam call the head on both views before a single backward; the second call's
+    refresh of W must not invalidate what the first call saved for autograd."""
+    head = build_head(kind, 4)
+    z1 = torch.randn(8, 4, requires_grad=True)
+    z2 = torch.randn(8, 4, requires_grad=True)
+    w_first = head(z1)
+    (w_first.sum() + head(z2).sum()).backward()
+    assert z1.grad is not None and z2.grad is not None
+    assert int(head.num_updates) == 2
+
+
 def test_state_survives_checkpoint_round_trip() -> None:
     head = build_head("directcopy", 4)
     for _ in range(3):

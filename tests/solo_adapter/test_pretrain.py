@@ -1,0 +1,130 @@
+"""End to end: `solo-offdiag pretrain` with our packaged configs, and solo-learn's main_pretrain.py
+with our Hydra plugin, on a tiny generated image folder (CPU, tiny heads, 2 steps)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.solo
+
+TINY = [
+    "hardware=cpu",
+    "data.dataset=custom",
+    "data.num_workers=0",
+    "optimizer.batch_size=4",
+    "method_kwargs.proj_hidden_dim=32",
+    "method_kwargs.proj_output_dim=16",
+    "method_kwargs.pred_hidden_dim=32",
+    "method_kwargs.analysis.enabled=false",
+    "+limit_train_batches=2",
+    "+limit_val_batches=1",
+    "+num_sanity_val_steps=0",
+    "+enable_progress_bar=false",
+    "max_epochs=1",
+]
+
+
+def _solo_recipe(overrides: list[str]) -> list[str]:
+    """solo's byol.yaml has no method_kwargs.analysis: add the key instead of overriding it."""
+    return [("+" + o if o.startswith("method_kwargs.analysis") else o) for o in overrides]
+
+
+def _paths(image_folder: Path, tmp_path: Path) -> list[str]:
+    return [
+        f"data.train_path={image_folder}",
+        f"data.val_path={image_folder}",
+        f"checkpoint.dir={tmp_path / 'trained_models'}",
+    ]
+
+
+def test_pretrain_cli_runs_checkpoints_and_auto_resumes(image_folder, tmp_path, capsys):
+    import torch
+
+    from solo_offdiag.cli.main import main
+
+    # an "interrupted" 2-epoch run: max_steps stops it after epoch 0 (auto-resume ignores max_steps)
+    overrides = [*TINY[:-1], "max_epochs=2", *_paths(image_folder, tmp_path), "name=e2e"]
+    assert main(["pretrain", *overrides, "+max_steps=2"]) == 0
+    line = [x for x in capsys.readouterr().out.splitlines() if "run directory" in x][-1]
+    run_dir = Path(line.split("run directory ")[1])
+    assert run_dir.parent == tmp_path / "trained_models" / "byol_offdiag"
+    ckpts = sorted(run_dir.glob("*.ckpt"))
+    assert len(ckpts) == 1 and (run_dir / "args.json").is_file() and (run_dir / "config.yaml").is_file()
+    assert (run_dir / "metrics.csv").is_file()
+    args = json.loads((run_dir / "args.json").read_text())
+    assert args["method_kwargs"]["predictor"]["kind"] == "offdiag"
+    state = torch.load(ckpts[0], map_location="cpu", weights_only=False)
+    assert state["global_step"] == 2 and "predictor.offdiag" in state["state_dict"]
+
+    # the same command again: auto-resume (matches name, method, dataset, epochs, optimizer)
+    # continues in the same run directory
+    from solo_offdiag.solo_adapter import pretrain
+
+    again = pretrain(overrides)
+    assert again == run_dir
+    state = torch.load(sorted(run_dir.glob("*.ckpt"))[-1], map_location="cpu", weights_only=False)
+    assert state["global_step"] == 4
+
+
+def test_pretrain_simsiam_and_explicit_resume(image_folder, tmp_path):
+    import torch
+
+    from solo_offdiag.solo_adapter import pretrain
+
+    base = [*TINY, *_paths(image_folder, tmp_path), "auto_resume.enabled=false"]
+    run_dir = pretrain(base, config_name="simsiam_offdiag")
+    ckpt = next(run_dir.glob("*.ckpt"))
+    resumed = pretrain([*base[:-1], "max_epochs=2", f"+resume_from_checkpoint='{ckpt}'"], config_name="simsiam_offdiag")
+    assert resumed == run_dir
+    state = torch.load(sorted(run_dir.glob("*ep=1.ckpt"))[0], map_location="cpu", weights_only=True)
+    assert state["global_step"] == 4  # loadable with weights_only=True (no partial in the file)
+
+
+def test_pretrain_with_solo_recipe_and_our_groups(checkout, image_folder, tmp_path):
+    """solo's own byol.yaml, method=byol_offdiag, and our `hardware` group via the search path."""
+    from solo_offdiag.solo_adapter import pretrain
+
+    run_dir = pretrain(
+        ["method=byol_offdiag", "+hardware=cpu", "wandb.enabled=false", "auto_resume.enabled=false", *_solo_recipe(TINY[1:]), *_paths(image_folder, tmp_path)],
+        config_name="byol.yaml",
+        config_dir=checkout / "scripts/pretrain/cifar",
+    )
+    assert next(run_dir.glob("*.ckpt"))
+
+
+def test_pretrain_bad_key_fails_before_training(image_folder, tmp_path, capsys):
+    from solo_offdiag.cli.main import main
+
+    code = main(["pretrain", *TINY, *_paths(image_folder, tmp_path), "+method_kwargs.predictor.lrr=0.1"])
+    assert code == 2
+    assert "did you mean 'method_kwargs.predictor.lr'" in capsys.readouterr().err
+    assert not (tmp_path / "trained_models").exists()
+
+
+@pytest.mark.parametrize(
+    "config_args",
+    [["--config-name", "byol_offdiag"], ["--config-path", "scripts/pretrain/cifar", "--config-name", "byol.yaml", "method=byol_offdiag", "+hardware=cpu", "wandb.enabled=false"]],
+    ids=["our-config-name", "solo-recipe-method-override"],
+)
+def test_solo_main_pretrain_finds_our_methods_and_configs(checkout, image_folder, tmp_path, config_args):
+    """Nothing of ours on the command line but names: the Hydra plugin does the rest."""
+    overrides = [*TINY, *_paths(image_folder, tmp_path), "auto_resume.enabled=false"]
+    if "+hardware=cpu" in config_args:
+        overrides = _solo_recipe(overrides[1:])
+    env = {**os.environ, "WANDB_MODE": "disabled"}
+    result = subprocess.run(
+        [sys.executable, "main_pretrain.py", *config_args, *overrides],
+        cwd=checkout,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert list((tmp_path / "trained_models" / "byol_offdiag").glob("*/*.ckpt"))
