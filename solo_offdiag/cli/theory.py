@@ -1,0 +1,71 @@
+"""``solo-offdiag theory``: run the simulated-theory experiments (Wen & Li 2022, section 2)."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+# Kept in sync with solo_offdiag.theory.experiments by tests/theory/test_cli.py; listed here so
+# that `--help` does not import torch.
+EXPERIMENT_HELP = {
+    "a_trainable_head": "dynamics with the trainable identity-initialised head, m = 2 (C4, C3)",
+    "b_fixed_head": "head fixed at the identity vs trainable (C5)",
+    "c_no_bn": "batch normalisation removed (C6)",
+    "d_no_stopgrad": "stop-gradient removed from the target (C7)",
+    "e_scaling": "T1 vs d and peak E21 vs sqrt(eta_E/eta) (C8)",
+    "f_wide_head": "m = 64 neurons, 64x64 head: rise and fall of ||E - I|| (C3)",
+    "g_sensitivity": "one-at-a-time sensitivity sweep (not part of `all`)",
+}
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    lines = "\n".join(f"  {k:<17} {v}" for k, v in EXPERIMENT_HELP.items())
+    parser = subparsers.add_parser(
+        "theory",
+        help="simulate the paper's theory (substitution and acceleration effects)",
+        description=(
+            "Simulate the simple setting of Wen & Li (2022) and write figures (PNG), their data "
+            "(NPZ/CSV) and summary.json with phase times and claim checks.\n\nexperiments:\n"
+            f"{lines}\n  {'all':<17} every experiment above except g_sensitivity, into OUT/<name>/\n"
+            f"  {'list':<17} print the experiment names"
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("experiment", help="experiment name, 'all' or 'list'")
+    parser.add_argument("--out", default=None, help="output directory (required unless 'list')")
+    parser.add_argument("--preset", default="default", choices=("default", "smoke"),
+                        help="'default' (documented regime) or 'smoke' (tiny, for CI)")
+    parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
+    parser.add_argument("--seeds", type=int, default=None, help="seeds per arm (default: preset's)")
+    parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    parser.set_defaults(func=_main)
+    return parser
+
+
+def _main(args: argparse.Namespace) -> int:
+    from solo_offdiag.theory import experiments
+
+    if args.experiment == "list":
+        for name, desc in experiments.describe_experiments().items():
+            print(f"{name:<17} {desc}")
+        return 0
+    if args.out is None:
+        print("solo-offdiag theory: --out DIR is required")
+        return 2
+    progress = not args.no_progress
+    try:
+        if args.experiment == "all":
+            summary = experiments.run_all(args.out, preset=args.preset, device=args.device,
+                                          seeds=args.seeds, progress=progress)
+            crit = {f"{n}:{c}": r for n, s in summary["experiments"].items() for c, r in s["criteria"].items()}
+        else:
+            summary = experiments.run_experiment(args.experiment, args.out, preset=args.preset,
+                                                 device=args.device, seeds=args.seeds, progress=progress)
+            crit = summary.get("criteria", {})
+    except ValueError as err:
+        print(f"solo-offdiag theory: {err}")
+        return 2
+    for key, r in crit.items():
+        print(f"{key}: {'PASS' if r['passed'] else 'FAIL'} - {r['detail']}")
+    print(f"wall time {summary['wall_time_s']:.1f} s; results in {args.out}")
+    return 0

@@ -1,0 +1,451 @@
+"""Registry of the named theory experiments (timm-style) and their runner.
+
+``run_experiment(name, out_dir)`` simulates the experiment's arms (each arm batched over seeds),
+detects the phases, checks the claims, and writes atomically into ``out_dir``: PNG figures, the
+data behind them (``*.npz`` trajectories, ``*.csv`` tables) and ``summary.json``.
+
+Examples:
+    >>> "a_trainable_head" in list_experiments()
+    True
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from solo_offdiag.io import atomic_write_json, atomic_write_npz, atomic_write_text
+from solo_offdiag.theory import criteria
+from solo_offdiag.theory.config import TheoryConfig
+from solo_offdiag.theory.model import Trajectory, seeds_of, simulate_batch
+from solo_offdiag.theory.phases import detect_phases
+
+__all__ = [
+    "EXPERIMENTS",
+    "PRESETS",
+    "Context",
+    "UnknownExperimentError",
+    "base_config",
+    "list_experiments",
+    "register_experiment",
+    "run_all",
+    "run_experiment",
+]
+
+#: ``default``: the documented regime (docs/theory.md). ``smoke``: same code paths, tiny sizes,
+#: for tests and CI (claims are not expected to pass there).
+PRESETS: dict[str, dict[str, Any]] = {
+    "default": {"seeds": 4, "overrides": {}},
+    "smoke": {"seeds": 2, "overrides": {"d": 32, "steps": 600, "log_every": 20, "batch_size": 64}},
+}
+
+
+class UnknownExperimentError(ValueError):
+    """Raised for an experiment name that is not registered; the message lists the known ones."""
+
+
+@dataclass
+class Context:
+    """What an experiment function receives."""
+
+    out_dir: Path
+    preset: str
+    device: str
+    seeds: int
+    progress: bool = True
+
+    def base(self, **changes: Any) -> TheoryConfig:
+        return base_config(self.preset).replace(**changes)
+
+
+ExperimentFn = Callable[[Context], dict[str, Any]]
+#: name -> (function, one-line description). Fill it with :func:`register_experiment`.
+EXPERIMENTS: dict[str, tuple[ExperimentFn, str]] = {}
+#: run by ``run_all`` / ``solo-offdiag theory all`` (the sensitivity sweep is run on its own).
+IN_ALL: list[str] = []
+
+
+def register_experiment(name: str, description: str, in_all: bool = True) -> Callable[[ExperimentFn], ExperimentFn]:
+    """Decorator registering an experiment function under ``name``."""
+
+    def decorator(fn: ExperimentFn) -> ExperimentFn:
+        if name in EXPERIMENTS and EXPERIMENTS[name][0] is not fn:
+            raise ValueError(f"experiment {name!r} is already registered")
+        EXPERIMENTS[name] = (fn, description)
+        if in_all and name not in IN_ALL:
+            IN_ALL.append(name)
+        return fn
+
+    return decorator
+
+
+def list_experiments() -> list[str]:
+    """Registered experiment names, sorted."""
+    return sorted(EXPERIMENTS)
+
+
+def describe_experiments() -> dict[str, str]:
+    return {name: EXPERIMENTS[name][1] for name in list_experiments()}
+
+
+def base_config(preset: str = "default") -> TheoryConfig:
+    """The documented base config (the TheoryConfig defaults) with the preset's overrides."""
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; known: {', '.join(PRESETS)}")
+    return TheoryConfig(**PRESETS[preset]["overrides"])
+
+
+# ------------------------------------------------------------------------------------------
+# Simulation with a per-process cache (arms shared between experiments run once under `all`)
+# ------------------------------------------------------------------------------------------
+_CACHE: dict[tuple[Any, ...], Trajectory] = {}
+
+
+def _simulate_arm(cfgs: list[TheoryConfig], ctx: Context, label: str) -> Trajectory:
+    key = (tuple(cfgs), ctx.device)
+    if key not in _CACHE:
+        _CACHE[key] = simulate_batch(cfgs, device=ctx.device, progress=label if ctx.progress else False)
+    return _CACHE[key]
+
+
+def clear_cache() -> None:
+    _CACHE.clear()
+
+
+def _run_arms(ctx: Context, arms: dict[str, list[TheoryConfig]], name: str) -> dict[str, Any]:
+    """Simulate each arm (batched over its configs); return trajectories and per-run phases."""
+    out: dict[str, Any] = {}
+    for arm, cfgs in arms.items():
+        traj = _simulate_arm(cfgs, ctx, f"{name}:{arm}")
+        runs = []
+        for i, cfg in enumerate(cfgs):
+            ph = detect_phases(traj.arm(i))
+            ph.update(seed=cfg.seed, d=cfg.d, eta=cfg.eta, eta_E=cfg.eta_E if cfg.head_trainable else 0.0)
+            runs.append(ph)
+        out[arm] = {"traj": traj, "runs": runs, "configs": cfgs}
+    return out
+
+
+def _aggregate(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    def med(key: str) -> float | None:
+        vals = [r[key] for r in runs if r.get(key) is not None]
+        return float(np.median(vals)) if vals else None
+
+    n = max(len(runs), 1)
+    return {
+        "n_runs": len(runs),
+        "median_t1": med("t1"),
+        "median_t_v2": med("t_v2"),
+        "median_t_both": med("t_both"),
+        "median_t_sub_peak": med("t_sub_peak"),
+        "median_abs_e21_peak": float(np.median([abs(r["e21_peak"]) for r in runs])) if runs else None,
+        "median_t_return": med("t_return"),
+        "median_offdiag_final": med("offdiag_final"),
+        "fraction_v2_learned": sum(r["t_v2"] is not None for r in runs) / n,
+        "fraction_both_separated": sum(
+            criteria.both_features_separated(r["final_alignment"]) for r in runs) / n,
+        "fraction_collapsed_on_v1": sum(criteria.collapsed_on_v1(r["final_alignment"]) for r in runs) / n,
+    }
+
+
+def _csv(rows: list[dict[str, Any]]) -> str:
+    if not rows:
+        return ""
+    buf = io.StringIO()
+    keys = list(rows[0])
+    writer = csv.DictWriter(buf, fieldnames=keys, extrasaction="ignore")
+    writer.writeheader()
+    for r in rows:
+        writer.writerow({k: (r[k] if not isinstance(r[k], (list, dict)) else repr(r[k])) for k in keys})
+    return buf.getvalue()
+
+
+def _write_common(ctx: Context, name: str, results: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    """Trajectories (NPZ), per-run table (CSV) and summary.json for the arms of an experiment."""
+    arrays: dict[str, Any] = {}
+    rows = []
+    for arm, res in results.items():
+        arrays.update(res["traj"].arrays(prefix=f"{arm}/"))
+        arrays[f"{arm}/seeds"] = np.array([c.seed for c in res["configs"]])
+        for r in res["runs"]:
+            rows.append({"arm": arm, **{k: v for k, v in r.items() if k != "final_alignment"},
+                         "final_alignment": r["final_alignment"]})
+    atomic_write_npz(ctx.out_dir / "trajectories.npz", arrays)
+    atomic_write_text(ctx.out_dir / "runs.csv", _csv(rows))
+    summary = {
+        "experiment": name,
+        "description": EXPERIMENTS[name][1],
+        "preset": ctx.preset,
+        "device": ctx.device,
+        "arms": {
+            arm: {"config": res["configs"][0].to_dict(), "seeds": [c.seed for c in res["configs"]],
+                  "runs": res["runs"], "aggregate": _aggregate(res["runs"])}
+            for arm, res in results.items()
+        },
+    }
+    summary.update(extra)
+    return summary
+
+
+def _representative(runs: list[dict[str, Any]]) -> int:
+    """Index of the first run showing both features separated (else 0): the one drawn large."""
+    for i, r in enumerate(runs):
+        if criteria.both_features_separated(r["final_alignment"]):
+            return i
+    return 0
+
+
+def _figures_for_arms(ctx: Context, results: dict[str, Any], stem: str, title: str) -> list[str]:
+    from solo_offdiag.theory import plots
+
+    names = []
+    trajs, phs, titles = [], [], []
+    for arm, res in results.items():
+        for i, r in enumerate(res["runs"]):
+            trajs.append(res["traj"].arm(i))
+            phs.append(r)
+            titles.append(f"{arm}, seed {r['seed']}")
+    fig = plots.plot_grid(trajs, phs, titles, title)
+    plots.save(fig, ctx.out_dir / f"{stem}_grid.png")
+    names.append(f"{stem}_grid.png")
+    for arm, res in results.items():
+        i = _representative(res["runs"])
+        fig = plots.plot_dynamics(res["traj"].arm(i), res["runs"][i],
+                                  f"{title}: {arm}, seed {res['runs'][i]['seed']}")
+        plots.save(fig, ctx.out_dir / f"{stem}_{arm}.png")
+        names.append(f"{stem}_{arm}.png")
+    return names
+
+
+# ------------------------------------------------------------------------------------------
+# The experiments
+# ------------------------------------------------------------------------------------------
+@register_experiment("a_trainable_head", "dynamics with the trainable identity-initialised head, m = 2 (C4, C3)")
+def _exp_a(ctx: Context) -> dict[str, Any]:
+    results = _run_arms(ctx, {"trainable": seeds_of(ctx.base(), ctx.seeds)}, "a")
+    figs = _figures_for_arms(ctx, results, "dynamics", "trainable head (m = 2)")
+    summary = _write_common(ctx, "a_trainable_head", results, {"figures": figs})
+    summary["criteria"] = {
+        "C4": criteria.check_c4(summary).to_dict(),
+        "C3-theory": criteria.check_c3_offdiag(summary).to_dict(),
+    }
+    return summary
+
+
+@register_experiment("b_fixed_head", "head fixed at the identity (no predictor) vs trainable (C5)")
+def _exp_b(ctx: Context) -> dict[str, Any]:
+    base = ctx.base()
+    results = _run_arms(ctx, {"fixed": seeds_of(base.replace(head_trainable=False), ctx.seeds),
+                              "trainable": seeds_of(base, ctx.seeds)}, "b")
+    figs = _figures_for_arms(ctx, results, "dynamics", "E fixed at I vs trainable")
+    summary = _write_common(ctx, "b_fixed_head", results, {"figures": figs})
+    summary["criteria"] = {
+        "C5": criteria.check_c5(summary).to_dict(),
+        # negative control: the fixed head must fail the "both features" check of C4
+        "C4_on_fixed_head": criteria.check_c4(summary, arm="fixed").to_dict(),
+    }
+    return summary
+
+
+@register_experiment("c_no_bn", "batch normalisation removed (C6: no acceleration)")
+def _exp_c(ctx: Context) -> dict[str, Any]:
+    base = ctx.base()
+    results = _run_arms(ctx, {"full": seeds_of(base, ctx.seeds),
+                              "no_bn": seeds_of(base.replace(batch_norm=False), ctx.seeds)}, "c")
+    figs = _figures_for_arms(ctx, results, "dynamics", "with vs without BN")
+    summary = _write_common(ctx, "c_no_bn", results, {"figures": figs})
+    summary["criteria"] = {"C6": criteria.check_c6(summary).to_dict()}
+    return summary
+
+
+@register_experiment("d_no_stopgrad", "stop-gradient removed from the target (C7)")
+def _exp_d(ctx: Context) -> dict[str, Any]:
+    base = ctx.base()
+    results = _run_arms(ctx, {"full": seeds_of(base, ctx.seeds),
+                              "no_stop_gradient": seeds_of(base.replace(stop_gradient=False), ctx.seeds)}, "d")
+    figs = _figures_for_arms(ctx, results, "dynamics", "with vs without stop-gradient")
+    summary = _write_common(ctx, "d_no_stopgrad", results, {"figures": figs})
+    summary["criteria"] = {"C7": criteria.check_c7(summary).to_dict()}
+    return summary
+
+
+def _loglog_fit(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    ok = np.isfinite(x) & np.isfinite(y) & (x > 0) & (y > 0)
+    if ok.sum() < 2:
+        return math.nan, math.nan
+    slope, intercept = np.polyfit(np.log(x[ok]), np.log(y[ok]), 1)
+    return float(slope), float(intercept)
+
+
+#: e_scaling sweeps (fractions of the base config).
+SCALING_DIMS = {"default": (32, 64, 128, 256), "smoke": (16, 32)}
+SCALING_ETA_E_RATIOS = {"default": (1 / 16, 1 / 4, 1.0), "smoke": (1 / 4, 1.0)}
+
+
+@register_experiment("e_scaling", "T1 vs d (log-log slope) and peak E21 vs sqrt(eta_E/eta) (C8)")
+def _exp_e(ctx: Context) -> dict[str, Any]:
+    from solo_offdiag.theory import plots
+
+    base = ctx.base()
+    seeds = max(2, ctx.seeds // 2)
+    dims = SCALING_DIMS[ctx.preset]
+    # T1: random init (no head start), so that T1 is the escape time from |cos| ~ 1/sqrt(d)
+    steps_d = base.steps if ctx.preset == "smoke" else 12000
+    d_cfgs = [base.replace(d=d, head_start=None, steps=steps_d, log_every=20, seed=s)
+              for d in dims for s in range(seeds)]
+    ratios = SCALING_ETA_E_RATIOS[ctx.preset]
+    e_arms = {f"etaE_{r:g}": seeds_of(base.replace(eta_E=base.eta * r), seeds) for r in ratios}
+    results = _run_arms(ctx, {"dims": d_cfgs, **e_arms}, "e")
+    d_runs = results["dims"]["runs"]
+    t1 = np.array([math.nan if r["t1"] is None else r["t1"] for r in d_runs], dtype=float)
+    d_all = np.array([r["d"] for r in d_runs], dtype=float)
+    d_axis = np.array(dims, dtype=float)
+    t1_med = np.array([np.nanmedian(t1[d_all == d]) if np.isfinite(t1[d_all == d]).any() else math.nan
+                       for d in d_axis])
+    t1_slope, t1_icpt = _loglog_fit(d_axis, t1_med)
+    sq = np.sqrt(np.array(ratios))
+    peaks = np.array([np.median([abs(r["e21_peak"]) for r in results[f"etaE_{r_:g}"]["runs"]]) for r_ in ratios])
+    peak_slope, peak_icpt = _loglog_fit(sq, peaks)
+    # substitution (10% -> 90% rise of |E21|) relative to T1, over all runs with a head start
+    sub_ratio = [r["substitution_duration"] / r["t1"] for a in e_arms for r in results[a]["runs"]
+                 if r["substitution_duration"] is not None and r["t1"]]
+    scaling = {
+        "d": d_axis.tolist(), "t1_median": t1_med.tolist(), "t1_all": t1.tolist(), "d_all": d_all.tolist(),
+        "t1_slope": t1_slope, "t1_intercept": t1_icpt,
+        "sqrt_eta_E_over_eta": sq.tolist(), "e21_peak_median": peaks.tolist(),
+        "peak_slope": peak_slope, "peak_intercept": peak_icpt,
+        "substitution_over_t1": float(np.median(sub_ratio)) if sub_ratio else math.inf,
+        "substitution_over_t1_all": sub_ratio,
+    }
+    figs = []
+    if np.isfinite(t1_slope):
+        fig = plots.plot_scaling(d_axis, t1_med, t1_slope, t1_icpt, "d", "T1 (steps)",
+                                 "phase I length vs dimension", points=(d_all, t1))
+        plots.save(fig, ctx.out_dir / "t1_vs_d.png")
+        figs.append("t1_vs_d.png")
+    if np.isfinite(peak_slope):
+        fig = plots.plot_scaling(sq, peaks, peak_slope, peak_icpt, "sqrt(eta_E / eta)", "peak |E21|",
+                                 "substitution peak vs learning-rate ratio")
+        plots.save(fig, ctx.out_dir / "e21_peak_vs_lr_ratio.png")
+        figs.append("e21_peak_vs_lr_ratio.png")
+    atomic_write_text(ctx.out_dir / "t1_vs_d.csv", _csv([{"d": d, "t1_median": t} for d, t in zip(d_axis, t1_med)]))
+    atomic_write_text(ctx.out_dir / "e21_peak_vs_lr_ratio.csv",
+                      _csv([{"sqrt_eta_E_over_eta": s, "e21_peak_median": p} for s, p in zip(sq, peaks)]))
+    summary = _write_common(ctx, "e_scaling", results, {"figures": figs, "scaling": scaling})
+    summary["criteria"] = {"C8": criteria.check_c8(summary).to_dict()}
+    return summary
+
+
+@register_experiment("f_wide_head", "m = 64 neurons with a 64x64 head: rise and fall of ||E - I|| (C3)")
+def _exp_f(ctx: Context) -> dict[str, Any]:
+    from solo_offdiag.theory import plots
+
+    m = 64 if ctx.preset == "default" else 8
+    base = ctx.base(m=m, head_start=None, steps=ctx.base().steps if ctx.preset == "smoke" else 8000)
+    results = _run_arms(ctx, {"wide": seeds_of(base, max(1, ctx.seeds // 2))}, "f")
+    figs = []
+    res = results["wide"]
+    for i, r in enumerate(res["runs"]):
+        fig = plots.plot_offdiag(res["traj"].arm(i), r, f"{m}x{m} head, seed {r['seed']}")
+        plots.save(fig, ctx.out_dir / f"offdiag_seed{r['seed']}.png")
+        figs.append(f"offdiag_seed{r['seed']}.png")
+    traj = res["traj"]
+    atomic_write_text(ctx.out_dir / "offdiag.csv", _csv([
+        {"step": int(s), **{f"seed{c.seed}": float(traj.arm(i).offdiag_norm[k]) for i, c in enumerate(res["configs"])}}
+        for k, s in enumerate(traj.steps)]))
+    summary = _write_common(ctx, "f_wide_head", results, {"figures": figs})
+    summary["criteria"] = {"C3-theory": criteria.check_c3_offdiag(summary, arm="wide").to_dict()}
+    return summary
+
+
+#: One-at-a-time sensitivity sweep around the base config (docs/theory.md, "Sensitivity").
+SENSITIVITY = {
+    "alpha2": (0.5, 0.7),
+    "noise_std": (0.14, 0.24),
+    "eta_E": (0.005,),
+    "head_start": (None,),
+}
+
+
+@register_experiment("g_sensitivity", "one-at-a-time sensitivity sweep (not in `all`; slow)", in_all=False)
+def _exp_g(ctx: Context) -> dict[str, Any]:
+    base = ctx.base()
+    variants: dict[str, TheoryConfig] = {"base": base}
+    for key, values in SENSITIVITY.items():
+        for v in values:
+            variants[f"{key}={v}"] = base.replace(**{key: v})
+    arms: dict[str, list[TheoryConfig]] = {}
+    for label, cfg in variants.items():
+        arms[f"{label}|trainable"] = seeds_of(cfg, ctx.seeds)
+        arms[f"{label}|fixed"] = seeds_of(cfg.replace(head_trainable=False), ctx.seeds)
+    results = _run_arms(ctx, arms, "g")
+    table = []
+    for label in variants:
+        tr = _aggregate(results[f"{label}|trainable"]["runs"])
+        fx = _aggregate(results[f"{label}|fixed"]["runs"])
+        table.append({
+            "variant": label,
+            "trainable_both_separated": tr["fraction_both_separated"],
+            "trainable_v2_learned": tr["fraction_v2_learned"],
+            "trainable_median_t_v2": tr["median_t_v2"],
+            "trainable_median_abs_e21_peak": tr["median_abs_e21_peak"],
+            "fixed_collapsed_on_v1": fx["fraction_collapsed_on_v1"],
+            "fixed_v2_learned": fx["fraction_v2_learned"],
+        })
+    atomic_write_text(ctx.out_dir / "sensitivity.csv", _csv(table))
+    summary = _write_common(ctx, "g_sensitivity", results, {"sensitivity": table, "figures": []})
+    return summary
+
+
+# ------------------------------------------------------------------------------------------
+# Runner
+# ------------------------------------------------------------------------------------------
+def run_experiment(
+    name: str, out_dir: Path | str, preset: str = "default", device: str = "cpu",
+    seeds: int | None = None, progress: bool = True,
+) -> dict[str, Any]:
+    """Run experiment ``name``, write its figures, data and ``summary.json`` into ``out_dir``."""
+    if name not in EXPERIMENTS:
+        raise UnknownExperimentError(f"unknown experiment {name!r}; known: {', '.join(list_experiments())}")
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; known: {', '.join(PRESETS)}")
+    if seeds is not None and seeds < 1:
+        raise ValueError(f"seeds: got {seeds}; allowed: >= 1")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    ctx = Context(out_dir=out, preset=preset, device=device,
+                  seeds=seeds if seeds is not None else PRESETS[preset]["seeds"], progress=progress)
+    start = time.perf_counter()
+    summary = EXPERIMENTS[name][0](ctx)
+    summary["wall_time_s"] = time.perf_counter() - start
+    summary["seeds"] = ctx.seeds
+    atomic_write_json(out / "summary.json", summary)
+    return summary
+
+
+def run_all(
+    out_dir: Path | str, preset: str = "default", device: str = "cpu", seeds: int | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Run every experiment of ``IN_ALL`` into ``out_dir/<name>/`` and write ``out_dir/summary.json``
+    (claim results and wall times of all of them)."""
+    from tqdm.auto import tqdm
+
+    out = Path(out_dir)
+    start = time.perf_counter()
+    results: dict[str, Any] = {}
+    for name in tqdm(IN_ALL, desc="theory experiments", disable=not progress):
+        s = run_experiment(name, out / name, preset=preset, device=device, seeds=seeds, progress=progress)
+        results[name] = {"criteria": s.get("criteria", {}), "wall_time_s": s["wall_time_s"]}
+    overall = {"preset": preset, "device": device, "experiments": results,
+               "wall_time_s": time.perf_counter() - start}
+    atomic_write_json(out / "summary.json", overall)
+    return overall

@@ -1,0 +1,107 @@
+"""The simulator: invariants (hypothesis), determinism, exactness of the projected noise sampler."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from solo_offdiag.config.validate import ConfigError
+from solo_offdiag.theory import TheoryConfig, simulate, simulate_batch
+from solo_offdiag.theory.model import (
+    _sample,
+    complementary_masks,
+    gradients,
+    init_state,
+    view_counts_pmf,
+)
+
+SMALL = TheoryConfig(d=16, steps=40, log_every=10, batch_size=32, dtype="float64")
+
+
+@settings(max_examples=15, deadline=None)
+@given(eta_E=st.floats(0.0, 5.0), seed=st.integers(0, 2**16))
+def test_diagonal_of_E_stays_exactly_one(eta_E: float, seed: int) -> None:
+    traj = simulate(SMALL.replace(eta_E=eta_E, seed=seed, steps=10, log_every=5))
+    diag = np.diagonal(traj.head, axis1=-2, axis2=-1)
+    assert np.all(diag == 1.0)
+
+
+@settings(max_examples=30, deadline=None)
+@given(patches=st.integers(2, 12), data=st.data())
+def test_complementary_masks_partition_patches(patches: int, data: st.DataObject) -> None:
+    k = data.draw(st.integers(1, patches - 1))
+    n1 = torch.tensor(data.draw(st.lists(st.integers(max(0, k - (patches - patches // 2)), min(k, patches // 2)),
+                                         min_size=1, max_size=5)))
+    view1 = complementary_masks(n1, patches, k)
+    view2 = 1 - view1
+    assert torch.all((view1 + view2) == 1)
+    assert torch.all(view1.sum(-1) == patches // 2)  # view 1 is exactly half the patches
+    assert torch.all(view1[:, :k].sum(-1) == n1)  # with n1 of the feature patches
+
+
+def test_view_count_law_is_hypergeometric_and_sampled_so() -> None:
+    pmf = view_counts_pmf(8, 4)
+    assert abs(sum(pmf) - 1) < 1e-12 and abs(pmf[2] - 36 / 70) < 1e-12
+    state = init_state([SMALL.replace(batch_size=4096)])
+    n1 = _sample(state)["n1"].flatten().numpy()
+    freq = np.bincount(n1, minlength=5) / n1.size
+    assert np.allclose(freq, pmf, atol=0.03)
+
+
+@settings(max_examples=5, deadline=None)
+@given(seed=st.integers(0, 1000))
+def test_deterministic_for_a_seed(seed: int) -> None:
+    a = simulate(SMALL.replace(seed=seed))
+    b = simulate(SMALL.replace(seed=seed))
+    assert np.array_equal(a.alignment, b.alignment) and np.array_equal(a.head, b.head)
+
+
+def test_shapes_and_batch_over_dims_keeps_padding_zero() -> None:
+    cfgs = [SMALL.replace(d=8), SMALL.replace(d=16, seed=3), SMALL.replace(d=12, head_trainable=False)]
+    traj = simulate_batch(cfgs)
+    T = len(traj.steps)
+    assert traj.alignment.shape == (3, T, 2, 2) and traj.head.shape == (3, T, 2, 2)
+    assert traj.loss.shape == (3, T) and np.all(np.isfinite(traj.loss))
+    state = init_state(cfgs)
+    for _ in range(5):
+        from solo_offdiag.theory.model import sgd_step
+
+        sgd_step(state)
+    assert torch.all(state.W[0, :, 8:] == 0) and torch.all(state.W[2, :, 12:] == 0)
+    assert np.all(traj.head[2] == np.eye(2))  # fixed head never moves
+
+
+def test_structural_mismatch_is_rejected_with_the_field_name() -> None:
+    with pytest.raises(ValueError, match="batch_size"):
+        simulate_batch([SMALL, SMALL.replace(batch_size=8)])
+
+
+def test_config_validation_names_key_value_and_allowed() -> None:
+    with pytest.raises(ConfigError, match=r"p_weak: got 1.5; allowed: in \(0, 1\)"):
+        TheoryConfig(p_weak=1.5)
+    with pytest.raises(ConfigError, match="unknown key 'alpah1'; did you mean 'alpha1'"):
+        TheoryConfig.from_dict({"alpah1": 1.0})
+
+
+def test_projected_sampler_has_the_law_of_the_full_sampler() -> None:
+    """Mean and second moment of the stochastic gradient agree between the two samplers."""
+    cfg = TheoryConfig(d=12, batch_size=16, dtype="float64", noise_std=0.5, head_start=0.5)
+    grads = {}
+    for sampler in ("full", "projected"):
+        state = init_state([cfg.replace(sampler=sampler, seed=0)] * 1)
+        state.A = state.A + 0.3 * state.consts["offdiag_mask"]  # a non-trivial head
+        gs = []
+        for _ in range(1500):
+            _, gW, gA = gradients(state, _sample(state))
+            gs.append(torch.cat([gW.flatten(), gA.flatten()]))
+        grads[sampler] = torch.stack(gs)
+    full, proj = grads["full"], grads["projected"]
+    se = torch.sqrt(full.var(0) / full.shape[0] + proj.var(0) / proj.shape[0]) + 1e-12
+    z = (full.mean(0) - proj.mean(0)) / se
+    assert z.abs().max() < 5.0
+    # total variance, including the part orthogonal to the weights that the projected sampler draws
+    v_full, v_proj = full.var(0).sum(), proj.var(0).sum()
+    assert abs(v_full / v_proj - 1) < 0.15
