@@ -1,0 +1,184 @@
+"""``solo-offdiag repro``: the reproduction artifact (every claim, figure and table; PASS/FAIL).
+
+Top-level imports stay light (argparse only): the work happens in :mod:`solo_offdiag.repro`.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+PRESETS = ("smoke", "full")
+
+_DESCRIPTION = """\
+Reproduce Wen & Li (NeurIPS 2022): run the experiments behind claims C1-C8, draw the figures,
+write the tables (Markdown, LaTeX, CSV) and check every claim (PASS/FAIL) against artifact/claims.yaml.
+
+presets:
+  smoke  minutes on a CPU: the theory experiments (theory smoke preset) and, when solo-learn is
+         installed, the image experiment on scikit-learn's bundled digits (3 heads, 1 seed)
+  full   the study: theory default preset; CIFAR-10/100 and STL-10, 7 heads x 3 seeds (GPU)
+
+Results go to RESULTS/<preset>/ (default ./results): one folder per run, with run.json (config,
+seed, git SHA), env.json (versions, GPU) and done.json (written last). Finished runs are not
+recomputed; an interrupted run resumes when the command is repeated.
+
+commands:
+  list                       the experiments
+  run EXPERIMENT [...]       run experiments (a theory experiment name or image_heads)
+  figures | tables | check   from the finished runs of a preset
+  all                        run everything, then figures, tables and check (the main job)
+
+The image experiment needs solo-learn 1.0.6 (github.com/vturrisi/solo-learn, commit 9187ea3):
+    pip install 'setuptools<81'
+    pip install --no-build-isolation 'git+https://github.com/vturrisi/solo-learn@9187ea39c2c3f43c455ab06664d2b019a9802954'
+Without it `all` skips the image experiment, says so, and checks the theory claims."""
+
+
+def _common(p: argparse.ArgumentParser, *, run: bool) -> None:
+    p.add_argument("--preset", choices=PRESETS, default="smoke", help="smoke (default) or full")
+    p.add_argument("--results", type=Path, default=Path("results"), help="results folder (default: ./results)")
+    if run:
+        p.add_argument("--device", default="cpu", help="cpu (default) or cuda")
+        p.add_argument("--seeds", type=int, default=None, help="seeds per arm/head (default: the preset's)")
+        p.add_argument("--data-dir", type=Path, default=None,
+                       help="where CIFAR-10/100 and STL-10 live or are downloaded to (full preset; "
+                            "default ./datasets)")
+        p.add_argument("--force", action="store_true", help="recompute finished runs")
+        p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser(
+        "repro", help="reproduce the paper: run experiments, figures, tables, PASS/FAIL claim checks",
+        description=_DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="repro_command", metavar="{list,run,figures,tables,check,all}")
+
+    p = sub.add_parser("list", help="list the experiments and the claims they serve")
+    p.set_defaults(func=_list)
+
+    p = sub.add_parser("run", help="run (or resume) experiments",
+                       description="Run experiments; finished runs are skipped, unfinished ones resumed.")
+    p.add_argument("experiments", nargs="+", metavar="EXPERIMENT",
+                   help="theory experiment names (a_trainable_head ... f_wide_head), image_heads, or 'theory'")
+    _common(p, run=True)
+    p.set_defaults(func=_run)
+
+    p = sub.add_parser("figures", help="draw the figures of a preset's finished runs")
+    _common(p, run=False)
+    p.set_defaults(func=_figures)
+
+    p = sub.add_parser("tables", help="write the tables (Markdown, LaTeX, CSV) of a preset")
+    _common(p, run=False)
+    p.set_defaults(func=_tables)
+
+    p = sub.add_parser("check", help="a PASS/FAIL/SKIPPED line per claim; exit 1 on any FAIL",
+                       description="Judge every claim of artifact/claims.yaml on the finished runs. "
+                                   "Exit 1 on any FAIL; SKIPPED (missing evidence) fails only with --strict.")
+    _common(p, run=False)
+    p.add_argument("--strict", action="store_true", help="SKIPPED claims fail too (for the full study)")
+    p.set_defaults(func=_check)
+
+    p = sub.add_parser("all", help="run everything, then figures, tables and check (the main job)",
+                       description="Every theory experiment; the image experiment when solo-learn is "
+                                   "installed (else it says what it skipped and how to enable it); then "
+                                   "figures, tables and check. Exit 1 on a failed run or a FAILed claim.")
+    _common(p, run=True)
+    p.add_argument("--strict", action="store_true", help="SKIPPED claims fail too")
+    p.set_defaults(func=_all)
+
+    parser.set_defaults(func=lambda args: (parser.print_help(), 2)[1])
+    return parser
+
+
+def _list(args: argparse.Namespace) -> int:
+    from solo_offdiag.repro import experiments as E
+
+    for name, desc in E.describe().items():
+        print(f"{name:<17} {desc}")
+    return 0
+
+
+def _names(requested: list[str]) -> list[str]:
+    from solo_offdiag.repro import experiments as E
+
+    out: list[str] = []
+    for name in requested:
+        name = name.removeprefix("theory/")
+        for n in (E.theory_experiments() if name == "theory" else [name]):
+            if n not in out:
+                out.append(n)
+    return out
+
+
+def _run(args: argparse.Namespace) -> int:
+    from solo_offdiag.repro import experiments as E
+    from solo_offdiag.repro.pipeline import run_experiments
+
+    try:
+        names = _names(args.experiments)
+        E.specs_for(names, args.preset, args.device, args.seeds, args.results / "data", args.data_dir)
+    except ValueError as err:
+        print(f"solo-offdiag repro run: {err}")
+        return 2
+    if E.IMAGE_EXPERIMENT in names:
+        reason = E.image_unavailable()
+        if reason is not None:
+            print(f"solo-offdiag repro run: {E.IMAGE_EXPERIMENT} needs solo-learn 1.0.6.\n{reason}")
+            return 2
+    outcomes = run_experiments(names, preset=args.preset, device=args.device, seeds=args.seeds,
+                               results=args.results, data_dir=args.data_dir,
+                               progress=not args.no_progress, force=args.force)
+    return 1 if any(o.status == "failed" for o in outcomes) else 0
+
+
+def _figures(args: argparse.Namespace) -> int:
+    from solo_offdiag.repro.figures import write_figures
+
+    paths = write_figures(args.results / args.preset)
+    for p in paths:
+        print(p)
+    print(f"index: {args.results / args.preset / 'figures' / 'index.md'}")
+    return 0
+
+
+def _report(args: argparse.Namespace, strict: bool = False) -> Any:
+    from solo_offdiag.repro import experiments as E
+    from solo_offdiag.repro.check import evaluate
+
+    reason = E.image_unavailable()
+    hint = None
+    if reason is not None:
+        hint = f"needs solo-learn 1.0.6: {reason.splitlines()[0]} To enable: {E.SOLO_INSTALL_HINT}"
+    return evaluate(args.results, args.preset, strict=strict, image_skip_reason=hint)
+
+
+def _tables(args: argparse.Namespace) -> int:
+    from solo_offdiag.repro.tables import write_tables
+
+    for p in write_tables(args.results / args.preset, _report(args)):
+        print(p)
+    return 0
+
+
+def _check(args: argparse.Namespace) -> int:
+    from solo_offdiag.repro.check import write_report
+
+    report = _report(args, strict=args.strict)
+    (args.results / args.preset).mkdir(parents=True, exist_ok=True)
+    write_report(report, args.results / args.preset)
+    print("\n".join(report.lines()))
+    return report.exit_code
+
+
+def _all(args: argparse.Namespace) -> int:
+    from solo_offdiag.repro.pipeline import run_all
+
+    result = run_all(preset=args.preset, device=args.device, seeds=args.seeds, results=args.results,
+                     data_dir=args.data_dir, progress=not args.no_progress, force=args.force,
+                     strict=args.strict)
+    print("\n".join(result.report.lines()))
+    print(f"[repro] all --preset {args.preset}: {result.wall_time_s:.0f} s; results in "
+          f"{args.results / args.preset} (check.txt, tables/, figures/)")
+    return result.exit_code

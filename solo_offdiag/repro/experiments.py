@@ -1,0 +1,247 @@
+"""Registry of the reproduction experiments and their runs, per preset.
+
+* Theory experiments (``a_trainable_head`` ... ``f_wide_head``): one run each, wrapping
+  :func:`solo_offdiag.theory.experiments.run_experiment` with the theory preset the claims file
+  names for this preset (``smoke`` -> theory ``smoke``, ``full`` -> theory ``default``).
+* ``image_heads``: a grid of solo-learn pretraining runs (dataset x method x head x seed) from the
+  pinned ``artifact/configs/image_heads.yaml``, each followed by the offline linear probe and kNN
+  (:mod:`solo_offdiag.repro.probe`) and a summary of its analysis-callback output. It needs
+  solo-learn 1.0.6; without it :func:`image_unavailable` says why and how to install it.
+
+Run keys (folders under ``<results>/<preset>/``): ``theory/<name>`` and
+``image/<dataset>/<method>-<head>/seed<k>``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from solo_offdiag.io import atomic_write_json
+from solo_offdiag.repro.runner import RunSpec
+
+__all__ = [
+    "IMAGE_CONFIG",
+    "IMAGE_EXPERIMENT",
+    "THEORY_PRESET",
+    "describe",
+    "head_offdiag_summary",
+    "image_grid",
+    "image_specs",
+    "image_unavailable",
+    "list_experiments",
+    "specs_for",
+    "theory_experiments",
+    "theory_specs",
+]
+
+ARTIFACT = Path(__file__).resolve().parents[2] / "artifact"
+IMAGE_CONFIG = ARTIFACT / "configs" / "image_heads.yaml"
+IMAGE_EXPERIMENT = "image_heads"
+SOLO_PIN = "9187ea39c2c3f43c455ab06664d2b019a9802954"
+#: the one-line install hint printed with every SKIPPED image check.
+SOLO_INSTALL_HINT = (
+    "pip install 'setuptools<81' && pip install --no-build-isolation "
+    f"'git+https://github.com/vturrisi/solo-learn@{SOLO_PIN}' (artifact/README.md, 'Enabling the image experiments')"
+)
+#: repro preset -> theory preset (the claims file's theory checks say the same; a test asserts it).
+THEORY_PRESET = {"smoke": "smoke", "full": "default"}
+
+
+def theory_experiments() -> list[str]:
+    """The theory experiments of ``solo-offdiag theory all``, in its order."""
+    from solo_offdiag.theory import experiments as T
+
+    return list(T.IN_ALL)
+
+
+def list_experiments() -> list[str]:
+    return [*theory_experiments(), IMAGE_EXPERIMENT]
+
+
+def describe() -> dict[str, str]:
+    from solo_offdiag.theory import experiments as T
+
+    out = {name: T.EXPERIMENTS[name][1] for name in theory_experiments()}
+    out[IMAGE_EXPERIMENT] = ("solo-learn pretraining, heads x datasets x seeds, offline linear probe + "
+                             "kNN, head trajectory and RankMe (C1, C2, C3; needs solo-learn)")
+    return out
+
+
+# ------------------------------------------------------------------------------------------
+# Theory
+# ------------------------------------------------------------------------------------------
+def theory_specs(names: Sequence[str], preset: str, device: str, seeds: int | None,
+                 progress: bool = True) -> list[RunSpec]:
+    theory_preset = THEORY_PRESET[preset]
+    specs = []
+    for name in names:
+        config = {"experiment": name, "theory_preset": theory_preset, "device": device, "seeds": seeds}
+
+        def compute(run_dir: Path, name: str = name) -> dict[str, Any]:
+            from solo_offdiag.theory import experiments as T
+
+            summary = T.run_experiment(name, run_dir, preset=theory_preset, device=device, seeds=seeds,
+                                       progress=progress)
+            return {"criteria": summary.get("criteria", {}), "wall_time_s": summary.get("wall_time_s"),
+                    "figures": summary.get("figures", [])}
+
+        specs.append(RunSpec(key=f"theory/{name}", config=config, compute=compute, seed=None,
+                             description=f"theory experiment {name} (theory preset {theory_preset})",
+                             tags={"kind": "theory", "experiment": name}))
+    return specs
+
+
+# ------------------------------------------------------------------------------------------
+# Images
+# ------------------------------------------------------------------------------------------
+def image_unavailable() -> str | None:
+    """None when solo-learn 1.0.6 is importable, else the reason and the install instructions."""
+    from solo_offdiag.solo_adapter.requirements import solo_available
+
+    ok, reason = solo_available()
+    return None if ok else reason
+
+
+def image_grid(preset: str, config_path: Path = IMAGE_CONFIG) -> dict[str, Any]:
+    """The preset's section of the pinned image config."""
+    import yaml
+
+    with open(config_path, encoding="utf-8") as handle:
+        data = yaml.safe_load(handle)
+    if preset not in data:
+        raise ValueError(f"{config_path}: no section {preset!r}")
+    return data[preset]
+
+
+def _data_paths(dataset: str, data_dir: Path) -> tuple[str, str]:
+    if dataset == "digits":
+        return str(data_dir / "train"), str(data_dir / "val")
+    return str(data_dir), str(data_dir)
+
+
+def image_specs(preset: str, device: str, seeds: int | None, data_root: Path, data_dir: Path | None,
+                progress: bool = True) -> list[RunSpec]:
+    """One RunSpec per (dataset, method, head, seed) of the preset's grid."""
+    grid = image_grid(preset)
+    n_seeds = seeds if seeds is not None else int(grid["seeds"])
+    specs = []
+    for entry in grid["grid"]:
+        dataset, method = entry["dataset"], entry["method"]
+        ddir = data_root / "digits32" if dataset == "digits" else Path(data_dir or "datasets")
+        train_path, val_path = _data_paths(dataset, ddir)
+        for head in entry["heads"]:
+            for seed in range(n_seeds):
+                key = f"image/{dataset}/{method}-{head}/seed{seed}"
+                hardware = ["hardware=gpu"] if device.startswith("cuda") else [
+                    "hardware=cpu", f"data.num_workers={grid.get('cpu_num_workers', 2)}"]
+                overrides = [
+                    *hardware, *grid.get("overrides", []),
+                    f"method_kwargs.predictor.kind={head}", f"++seed={seed}",
+                    f"name={preset}-{dataset}-{method}-{head}-s{seed}",
+                    f"data.train_path={train_path}", f"data.val_path={val_path}",
+                    f"++enable_progress_bar={'true' if progress and sys.stderr.isatty() else 'false'}",
+                ]
+                config = {"experiment": IMAGE_EXPERIMENT, "preset": preset, "dataset": dataset,
+                          "method": method, "head": head, "seed": seed, "device": device,
+                          "config_name": entry["config_name"], "overrides": overrides}
+
+                def compute(run_dir: Path, config: dict[str, Any] = config, ddir: Path = ddir) -> dict[str, Any]:
+                    return _image_run(run_dir, config, ddir, device)
+
+                specs.append(RunSpec(key=key, config=config, compute=compute, seed=seed,
+                                     description=f"{method} head={head} on {dataset}, seed {seed}",
+                                     tags={"kind": "image", "dataset": dataset, "method": method, "head": head}))
+    return specs
+
+
+def _last_checkpoint(run_dir: Path) -> Path:
+    ckpts = sorted(run_dir.glob("*.ckpt"), key=lambda p: p.stat().st_mtime)
+    if not ckpts:
+        raise FileNotFoundError(f"{run_dir}: pretraining wrote no checkpoint (checkpoint.enabled?)")
+    return ckpts[-1]
+
+
+def _image_run(run_dir: Path, config: dict[str, Any], data_dir: Path, device: str) -> dict[str, Any]:
+    from solo_offdiag.repro.probe import evaluate_checkpoint
+
+    marker = run_dir / "pretrain.json"
+    if marker.is_file():  # pretraining finished in an earlier attempt; only the evaluation is left
+        solo_run = Path(json.loads(marker.read_text())["run_dir"])
+    else:
+        from solo_offdiag.solo_adapter import pretrain
+
+        overrides = [*config["overrides"], f"checkpoint.dir={run_dir / 'pretrain'}"]
+        solo_run = Path(pretrain(overrides, config_name=config["config_name"]))
+        atomic_write_json(marker, {"run_dir": str(solo_run), "overrides": overrides})
+    args = json.loads((solo_run / "args.json").read_text())
+    ckpt = _last_checkpoint(solo_run)
+    probe_device = "cuda" if device.startswith("cuda") else "cpu"
+    probe = evaluate_checkpoint(ckpt, args, data_dir, device=probe_device)
+    atomic_write_json(run_dir / "probe.json", probe)
+    analysis = solo_run / "analysis"
+    result = {
+        "dataset": config["dataset"], "method": config["method"], "head": config["head"],
+        "seed": config["seed"], "probe_acc1": probe["probe_acc1"], "knn_acc1": probe["knn_acc1"],
+        "solo_run_dir": str(solo_run), "checkpoint": str(ckpt),
+    }
+    result.update(analysis_summary(analysis))
+    return result
+
+
+def _series(metrics: dict[str, Any], column: str) -> tuple[list[int], list[float]]:
+    import numpy as np
+
+    if column not in metrics:
+        return [], []
+    steps, values = metrics["step"], metrics[column]
+    ok = np.isfinite(values)
+    return [int(s) for s in steps[ok]], [float(v) for v in values[ok]]
+
+
+def head_offdiag_summary(steps: Sequence[int], values: Sequence[float]) -> dict[str, Any] | None:
+    """Peak, final value and relative peak position of a ||W - I||_F series (None if empty)."""
+    if len(values) < 2:
+        return None
+    i = max(range(len(values)), key=lambda k: values[k])
+    span = steps[-1] - steps[0]
+    return {"peak": float(values[i]), "final": float(values[-1]), "peak_step": int(steps[i]),
+            "final_step": int(steps[-1]),
+            "peak_position": float((steps[i] - steps[0]) / span) if span > 0 else 1.0,
+            "n_points": len(values)}
+
+
+def analysis_summary(analysis_dir: Path) -> dict[str, Any]:
+    """Last RankMe / collapse values and the ||W - I||_F summary from ``analysis/metrics.csv``."""
+    path = analysis_dir / "metrics.csv"
+    if not path.is_file():
+        return {"rankme_z": None, "rankme_feats": None, "head_offdiag": None}
+    from solo_offdiag.analysis.writer import read_metrics_csv
+
+    metrics = read_metrics_csv(path)
+
+    def last(column: str) -> float | None:
+        _, vals = _series(metrics, column)
+        return vals[-1] if vals and math.isfinite(vals[-1]) else None
+
+    steps, off = _series(metrics, "head/offdiag_fro")
+    return {"rankme_z": last("rankme/z"), "rankme_feats": last("rankme/feats"),
+            "collapse_std_z": last("collapse_std/z"), "head_offdiag": head_offdiag_summary(steps, off)}
+
+
+def specs_for(names: Sequence[str], preset: str, device: str, seeds: int | None, data_root: Path,
+              data_dir: Path | None, progress: bool = True) -> list[RunSpec]:
+    """RunSpecs of the named experiments (theory ones first, in the theory package's order)."""
+    known = list_experiments()
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise ValueError(f"unknown experiment {unknown[0]!r}; known: {', '.join(known)}")
+    theory = [n for n in theory_experiments() if n in names]
+    specs = theory_specs(theory, preset, device, seeds, progress)
+    if IMAGE_EXPERIMENT in names:
+        specs += image_specs(preset, device, seeds, data_root, data_dir, progress)
+    return specs

@@ -1,0 +1,139 @@
+"""Figures of the image experiment, redrawn offline from the runs' analysis folders.
+
+* ``c3_head_trajectory.png`` (claim C3): ``||W - I||_F`` of the linear heads over training, one
+  panel per dataset, one line per head and seed (from ``analysis/metrics.csv``,
+  ``head/offdiag_fro``), with the peak marked;
+* ``rank_spectrum.png`` (claim C2): per dataset, RankMe of z over training per head (left) and
+  the final sorted covariance eigenvalues of z, log scale (right; from ``analysis/spectrum.npz``).
+
+The theory figures are written by the theory experiments into ``theory/<name>/``;
+:func:`write_figures` lists them in ``figures/index.md`` next to these.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from solo_offdiag.io import atomic_open, atomic_write_text  # noqa: E402
+
+__all__ = ["head_trajectory_figure", "rank_spectrum_figure", "write_figures"]
+
+_DPI = 130
+_COLORS = {"mlp": "tab:blue", "linear": "tab:orange", "offdiag": "tab:red", "diagonal": "tab:purple",
+           "identity": "tab:gray", "directpred": "tab:green", "directcopy": "tab:olive"}
+
+
+def _save(fig: Any, path: Path) -> Path:
+    with atomic_open(path, "wb") as handle:
+        fig.savefig(handle, format="png", dpi=_DPI, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def _metrics(run: dict[str, Any]) -> dict[str, np.ndarray] | None:
+    from solo_offdiag.analysis.writer import read_metrics_csv
+
+    path = Path(run["solo_run_dir"]) / "analysis" / "metrics.csv"
+    return read_metrics_csv(path) if path.is_file() else None
+
+
+def _datasets(records: Sequence[dict[str, Any]]) -> list[str]:
+    return sorted({r["dataset"] for r in records})
+
+
+def head_trajectory_figure(records: Sequence[dict[str, Any]], path: Path) -> Path | None:
+    """C3 figure; None when no run has a head trajectory."""
+    datasets = [d for d in _datasets(records)
+                if any(r["dataset"] == d and r.get("head_offdiag") for r in records)]
+    if not datasets:
+        return None
+    fig, axes = plt.subplots(1, len(datasets), figsize=(5.2 * len(datasets), 3.8), squeeze=False)
+    for ax, ds in zip(axes[0], datasets):
+        for r in sorted((r for r in records if r["dataset"] == ds), key=lambda r: (r["head"], r["seed"])):
+            m = _metrics(r)
+            if m is None or "head/offdiag_fro" not in m:
+                continue
+            ok = np.isfinite(m["head/offdiag_fro"])
+            if ok.sum() < 2 or r["head"] == "identity":
+                continue
+            steps, vals = m["step"][ok], m["head/offdiag_fro"][ok]
+            color = _COLORS.get(r["head"], "black")
+            ax.plot(steps, vals, color=color, lw=1.4, alpha=0.9,
+                    label=f"{r.get('method', '')} {r['head']} s{r['seed']}")
+            i = int(np.argmax(vals))
+            ax.plot(steps[i], vals[i], "o", color=color, ms=5)
+        ax.set_title(f"{ds}: ||W - I||_F of the prediction head")
+        ax.set_xlabel("training step")
+        ax.set_ylabel("||W - I||_F")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.suptitle("C3: off-diagonal magnitude over training (peak marked)", fontsize=11)
+    return _save(fig, path)
+
+
+def rank_spectrum_figure(records: Sequence[dict[str, Any]], path: Path) -> Path | None:
+    """C2 figure; None when no run has spectrum data."""
+    from solo_offdiag.analysis.writer import load_npz
+
+    datasets = _datasets(records)
+    rows = []
+    for ds in datasets:
+        runs = []
+        for r in sorted((r for r in records if r["dataset"] == ds), key=lambda r: (r["head"], r["seed"])):
+            npz = Path(r["solo_run_dir"]) / "analysis" / "spectrum.npz"
+            if npz.is_file():
+                runs.append((r, load_npz(npz)))
+        if runs:
+            rows.append((ds, runs))
+    if not rows:
+        return None
+    fig, axes = plt.subplots(len(rows), 2, figsize=(11, 3.8 * len(rows)), squeeze=False)
+    for (ds, runs), (ax_rank, ax_spec) in zip(rows, axes):
+        for r, data in runs:
+            color = _COLORS.get(r["head"], "black")
+            label = f"{r.get('method', '')} {r['head']} s{r['seed']}"
+            if "rankme/z" in data:
+                ok = np.isfinite(data["rankme/z"])
+                ax_rank.plot(data["steps"][ok], data["rankme/z"][ok], color=color, lw=1.4, label=label)
+            if "eigvals/z" in data and len(data["eigvals/z"]):
+                eig = np.sort(np.asarray(data["eigvals/z"][-1], dtype=float))[::-1]
+                eig = eig[np.isfinite(eig) & (eig > 0)]
+                if eig.size:
+                    ax_spec.semilogy(np.arange(1, eig.size + 1), eig / eig[0], color=color, lw=1.4, label=label)
+        ax_rank.set_title(f"{ds}: RankMe of z over training")
+        ax_rank.set_xlabel("training step")
+        ax_rank.set_ylabel("RankMe(z)")
+        ax_spec.set_title(f"{ds}: final covariance spectrum of z (normalised)")
+        ax_spec.set_xlabel("index i")
+        ax_spec.set_ylabel("lambda_i / lambda_1")
+        for ax in (ax_rank, ax_spec):
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize=7)
+    fig.suptitle("C2: effective rank and spectrum per head (dimensional collapse)", fontsize=11)
+    return _save(fig, path)
+
+
+def write_figures(preset_dir: Path) -> list[Path]:
+    """Draw the image figures into ``<preset_dir>/figures`` and index every figure of the preset."""
+    from solo_offdiag.repro.check import image_records
+
+    folder = preset_dir / "figures"
+    folder.mkdir(parents=True, exist_ok=True)
+    records = image_records(preset_dir)
+    made = [p for p in (head_trajectory_figure(records, folder / "c3_head_trajectory.png"),
+                        rank_spectrum_figure(records, folder / "rank_spectrum.png")) if p is not None]
+    theory = sorted((preset_dir / "theory").glob("*/*.png"))
+    lines = ["# Figures", "", "## Image experiment (claims C2, C3)", ""]
+    lines += [f"- [{p.name}]({p.name})" for p in made] or ["- none (no finished image runs)"]
+    lines += ["", "## Theory experiments (claims C3-C8)", ""]
+    lines += [f"- [{p.parent.name}/{p.name}](../theory/{p.parent.name}/{p.name})" for p in theory] or ["- none"]
+    atomic_write_text(folder / "index.md", "\n".join(lines) + "\n")
+    return [*made, *theory]

@@ -1,0 +1,131 @@
+"""The reproduction, end to end: run experiments, draw figures, write tables, check the claims.
+
+``run_experiments`` executes RunSpecs through :func:`solo_offdiag.repro.runner.execute` (finished
+runs are skipped, unfinished ones resumed) with a progress bar; ``run_all`` is
+``repro all``: every theory experiment, the image experiment when solo-learn is installed (else
+a line saying exactly what was skipped and how to enable it), figures, tables and the check.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from solo_offdiag.io import atomic_write_json
+from solo_offdiag.repro import experiments as E
+from solo_offdiag.repro.envinfo import environment
+from solo_offdiag.repro.runner import RunOutcome, execute
+
+__all__ = ["AllResult", "prepare_data", "run_all", "run_experiments"]
+
+DEFAULT_RESULTS = Path("results")
+
+
+def _print(msg: str) -> None:
+    print(msg, flush=True)
+
+
+def prepare_data(names: Sequence[str], preset: str, results: Path, log: Callable[[str], None] = _print) -> None:
+    """Export the embedded digits data set when an image experiment of the preset uses it."""
+    if E.IMAGE_EXPERIMENT not in names:
+        return
+    if any(entry["dataset"] == "digits" for entry in E.image_grid(preset)["grid"]):
+        from solo_offdiag.repro.digits import export_digits
+
+        root = export_digits(results / "data" / "digits32", size=32)
+        log(f"[repro] digits data set ready: {root}")
+
+
+def run_experiments(
+    names: Sequence[str], *, preset: str, device: str = "cpu", seeds: int | None = None,
+    results: Path = DEFAULT_RESULTS, data_dir: Path | None = None, progress: bool = True,
+    force: bool = False, log: Callable[[str], None] = _print,
+) -> list[RunOutcome]:
+    """Run (or resume, or skip when finished) every run of the named experiments."""
+    from tqdm.auto import tqdm
+
+    results = Path(results)
+    preset_dir = results / preset
+    prepare_data(names, preset, results, log)
+    specs = E.specs_for(names, preset, device, seeds, results / "data", data_dir, progress)
+    preset_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(preset_dir / "env.json", environment())
+    outcomes = []
+    bar = tqdm(specs, desc=f"repro {preset}", unit="run", disable=not progress)
+    if progress:
+        log = bar.write  # keep the bar below the log lines
+    for spec in bar:
+        bar.set_postfix_str(spec.key)
+        log(f"[repro] {spec.key}: {spec.description}")
+        out = execute(spec, preset_dir, force=force, log=log)
+        outcomes.append(out)
+        if out.status == "failed":
+            log(f"[repro] {spec.key}: FAILED after {out.wall_time_s:.0f} s: {out.error} "
+                f"(traceback: {out.run_dir / 'error.txt'}); re-run to resume")
+        else:
+            log(f"[repro] {spec.key}: {out.status} ({out.wall_time_s:.0f} s)")
+    return outcomes
+
+
+@dataclass
+class AllResult:
+    outcomes: list[RunOutcome]
+    report: Any
+    skipped: dict[str, str] = field(default_factory=dict)
+    wall_time_s: float = 0.0
+
+    @property
+    def exit_code(self) -> int:
+        failed_runs = any(o.status == "failed" for o in self.outcomes)
+        return 1 if failed_runs or self.report.exit_code else 0
+
+
+def run_all(
+    *, preset: str, device: str = "cpu", seeds: int | None = None, results: Path = DEFAULT_RESULTS,
+    data_dir: Path | None = None, progress: bool = True, force: bool = False, strict: bool = False,
+    log: Callable[[str], None] = _print,
+) -> AllResult:
+    """``repro all``: experiments, figures, tables, check; writes ``all.json`` with wall times."""
+    from solo_offdiag.repro.check import evaluate, write_report
+    from solo_offdiag.repro.figures import write_figures
+    from solo_offdiag.repro.tables import write_tables
+
+    start = time.perf_counter()
+    results = Path(results)
+    names = E.theory_experiments()
+    skipped: dict[str, str] = {}
+    reason = E.image_unavailable()
+    if reason is None:
+        names.append(E.IMAGE_EXPERIMENT)
+    else:
+        first = reason.splitlines()[0]
+        skipped[E.IMAGE_EXPERIMENT] = reason
+        log(f"[repro] SKIPPED {E.IMAGE_EXPERIMENT} (claims C1, C2 and the image side of C3): {first}")
+        log("[repro] to enable the image experiments, install solo-learn 1.0.6:\n"
+            + "\n".join(f"    {line}" for line in reason.splitlines()[1:]))
+    outcomes = run_experiments(names, preset=preset, device=device, seeds=seeds, results=results,
+                               data_dir=data_dir, progress=progress, force=force, log=log)
+    preset_dir = results / preset
+    try:
+        figures = write_figures(preset_dir)
+    except Exception as err:  # a figure must not cost the claim check; reported instead
+        figures = []
+        log(f"[repro] figures failed ({type(err).__name__}: {err}); re-run `solo-offdiag repro figures`")
+    image_reason = None
+    if reason is not None:
+        image_reason = f"needs solo-learn 1.0.6: {reason.splitlines()[0]} To enable: {E.SOLO_INSTALL_HINT}"
+    report = evaluate(results, preset, strict=strict, image_skip_reason=image_reason)
+    write_report(report, preset_dir)
+    tables = write_tables(preset_dir, report)
+    wall = time.perf_counter() - start
+    atomic_write_json(preset_dir / "all.json", {
+        "preset": preset, "device": device, "wall_time_s": wall, "skipped": skipped,
+        "runs": [{"key": o.key, "status": o.status, "wall_time_s": o.wall_time_s, "error": o.error}
+                 for o in outcomes],
+        "figures": [str(p) for p in figures], "tables": [str(p) for p in tables],
+        "check_exit_code": report.exit_code,
+    })
+    return AllResult(outcomes, report, skipped, wall)

@@ -1,0 +1,124 @@
+"""Resumable runs: one folder per run, ``done.json`` written atomically last.
+
+A run folder (``<results>/<preset>/<run key>``) holds:
+
+* ``run.json`` - the run's config, seed, key, attempt number, git SHA/dirty flag, start time;
+  rewritten at the start of every attempt;
+* ``env.json`` - :func:`solo_offdiag.repro.envinfo.environment` of the attempt;
+* whatever the run writes (theory figures and ``summary.json``; a solo-learn run directory and
+  ``probe.json``);
+* ``done.json`` - written last, atomically: the config fingerprint, the result, the wall time.
+
+:func:`execute` skips a run whose ``done.json`` exists with the same config fingerprint
+("finished runs are not recomputed"); a folder without ``done.json`` is an interrupted run: the
+run's function is called again in the same folder, and resumes where it can (solo-learn image
+runs resume from their last epoch checkpoint; theory runs restart); a ``done.json`` with another
+fingerprint (the config changed) is removed and the run recomputed.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from solo_offdiag.io import atomic_write_json, atomic_write_text
+from solo_offdiag.repro.envinfo import environment, git_state
+
+__all__ = ["DONE", "RunOutcome", "RunSpec", "config_fingerprint", "execute", "read_done"]
+
+DONE = "done.json"
+RUN = "run.json"
+ENV = "env.json"
+
+
+@dataclass
+class RunSpec:
+    """A unit of work: ``compute(run_dir)`` does it inside ``run_dir`` and returns its result."""
+
+    key: str
+    config: dict[str, Any]
+    compute: Callable[[Path], dict[str, Any]]
+    seed: int | None = None
+    description: str = ""
+    tags: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class RunOutcome:
+    key: str
+    run_dir: Path
+    status: str  # "done" (computed now), "cached" (skipped), "failed"
+    result: dict[str, Any]
+    wall_time_s: float = 0.0
+    error: str | None = None
+
+
+def config_fingerprint(config: dict[str, Any]) -> str:
+    """sha256 of the canonical JSON of ``config`` (key order does not matter)."""
+    blob = json.dumps(config, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def read_done(run_dir: Path) -> dict[str, Any] | None:
+    """The ``done.json`` of a finished run, or None (missing or unreadable = not finished)."""
+    try:
+        return json.loads((Path(run_dir) / DONE).read_text(encoding="utf-8"))
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def execute(spec: RunSpec, root: Path, *, force: bool = False, log: Callable[[str], None] = print) -> RunOutcome:
+    """Run ``spec`` in ``root / spec.key`` unless it is already finished (see the module doc)."""
+    run_dir = Path(root) / spec.key
+    fingerprint = config_fingerprint(spec.config)
+    done = read_done(run_dir)
+    if done is not None and not force:
+        if done.get("config_fingerprint") == fingerprint:
+            return RunOutcome(spec.key, run_dir, "cached", done.get("result", {}), done.get("wall_time_s", 0.0))
+        log(f"[repro] {spec.key}: config changed since it finished; recomputing")
+    if (run_dir / DONE).exists():  # stale (config changed, forced) or unreadable
+        (run_dir / DONE).unlink()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "error.txt").unlink(missing_ok=True)  # from an earlier attempt
+    previous = _read_json(run_dir / RUN)
+    attempt = int(previous.get("attempt", 0)) + 1 if previous else 1
+    if attempt > 1:
+        log(f"[repro] {spec.key}: resuming an unfinished run (attempt {attempt})")
+    atomic_write_json(run_dir / RUN, {
+        "key": spec.key, "description": spec.description, "config": spec.config,
+        "config_fingerprint": fingerprint, "seed": spec.seed, "attempt": attempt,
+        "git": git_state(), "started_utc": _now(), "tags": spec.tags,
+    })
+    atomic_write_json(run_dir / ENV, environment())
+    start = time.perf_counter()
+    try:
+        result = spec.compute(run_dir)
+    except Exception as err:  # recorded and reported; the run stays unfinished (no done.json)
+        atomic_write_text(run_dir / "error.txt", traceback.format_exc())
+        return RunOutcome(spec.key, run_dir, "failed", {}, time.perf_counter() - start,
+                          f"{type(err).__name__}: {err}")
+    wall = time.perf_counter() - start
+    atomic_write_json(run_dir / DONE, {
+        "key": spec.key, "config": spec.config, "config_fingerprint": fingerprint, "seed": spec.seed,
+        "result": result, "wall_time_s": wall, "finished_utc": _now(), "git": git_state(),
+        "tags": spec.tags,
+    })
+    return RunOutcome(spec.key, run_dir, "done", result, wall)
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (FileNotFoundError, json.JSONDecodeError):
+        return {}

@@ -1,0 +1,115 @@
+"""`solo-offdiag repro`: helps, list, run/all with the theory package faked, resume."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from solo_offdiag.cli.main import main
+from solo_offdiag.repro import experiments as E
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.parametrize("args", [["repro", "--help"], ["repro", "run", "--help"], ["repro", "all", "--help"],
+                                  ["repro", "check", "--help"], ["repro", "figures", "--help"],
+                                  ["repro", "tables", "--help"], ["repro", "list", "--help"]])
+def test_helps(args, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(args)
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    assert "usage: solo-offdiag repro" in out
+
+
+def test_help_as_a_process_is_light():
+    out = subprocess.run([sys.executable, "-m", "solo_offdiag", "repro", "--help"], capture_output=True,
+                         text=True, cwd=ROOT, timeout=120)
+    assert out.returncode == 0 and "smoke" in out.stdout and "9187ea39c2c3f43c455ab06664d2b019a9802954" in out.stdout
+    probe = "import sys; from solo_offdiag.cli.main import build_parser; build_parser(); " \
+            "print(sorted(m for m in ('torch', 'matplotlib', 'solo', 'lightning') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert "'solo'" not in out.stdout and "'matplotlib'" not in out.stdout
+
+
+def test_list(capsys):
+    assert main(["repro", "list"]) == 0
+    out = capsys.readouterr().out
+    for name in ("a_trainable_head", "f_wide_head", "image_heads"):
+        assert name in out
+
+
+@pytest.fixture
+def fake_theory(monkeypatch, fakes):
+    """run_experiment writes a passing summary (and counts its calls)."""
+    from solo_offdiag.io import atomic_write_json
+    from solo_offdiag.theory import experiments as T
+
+    calls: list[str] = []
+
+    def run_experiment(name, out_dir, preset="default", device="cpu", seeds=None, progress=True):
+        calls.append(name)
+        summary = fakes.theory_summary(name, True, preset)
+        atomic_write_json(Path(out_dir) / "summary.json", summary)
+        return summary
+
+    monkeypatch.setattr(T, "run_experiment", run_experiment)
+    return calls
+
+
+def test_run_then_rerun_is_cached(tmp_path, fake_theory, capsys):
+    args = ["repro", "run", "a_trainable_head", "--results", str(tmp_path), "--no-progress"]
+    assert main(args) == 0 and fake_theory == ["a_trainable_head"]
+    done = json.loads((tmp_path / "smoke" / "theory" / "a_trainable_head" / "done.json").read_text())
+    assert done["config"]["theory_preset"] == "smoke"
+    assert main(args) == 0 and fake_theory == ["a_trainable_head"]
+    assert "cached" in capsys.readouterr().out
+    assert main(["repro", "run", "nope", "--results", str(tmp_path)]) == 2
+
+
+def test_run_image_without_solo_says_how_to_install(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(E, "image_unavailable", lambda: "solo-learn is not installed.\npip install ...")
+    assert main(["repro", "run", "image_heads", "--results", str(tmp_path)]) == 2
+    assert "needs solo-learn 1.0.6" in capsys.readouterr().out
+
+
+def test_all_without_solo_skips_images_and_checks_theory(tmp_path, fake_theory, monkeypatch, capsys):
+    monkeypatch.setattr(E, "image_unavailable", lambda: "solo-learn is not installed.\n    pip install X")
+    rc = main(["repro", "all", "--preset", "smoke", "--results", str(tmp_path), "--no-progress"])
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    assert "SKIPPED image_heads" in out and "pip install X" in out
+    assert fake_theory == E.theory_experiments()
+    preset_dir = tmp_path / "smoke"
+    for name in ("check.txt", "check.json", "all.json", "env.json", "tables/claims.md", "tables/c1_c2.tex",
+                 "tables/theory.csv", "figures/index.md"):
+        assert (preset_dir / name).is_file(), name
+    assert "C4  PASS" in out and "C1  SKIPPED" in out
+    summary = json.loads((preset_dir / "all.json").read_text())
+    assert summary["skipped"] == {"image_heads": "solo-learn is not installed.\n    pip install X"}
+    # a second `all` recomputes nothing
+    assert main(["repro", "all", "--results", str(tmp_path), "--no-progress"]) == 0
+    assert fake_theory == E.theory_experiments()
+
+
+def test_a_failing_run_makes_all_fail_and_is_resumed(tmp_path, fake_theory, monkeypatch, capsys):
+    from solo_offdiag.theory import experiments as T
+
+    monkeypatch.setattr(E, "image_unavailable", lambda: "not installed.\nx")
+    good = T.run_experiment
+
+    def flaky(name, *a, **k):
+        if name == "c_no_bn":
+            raise RuntimeError("interrupted")
+        return good(name, *a, **k)
+
+    monkeypatch.setattr(T, "run_experiment", flaky)
+    assert main(["repro", "all", "--results", str(tmp_path), "--no-progress"]) == 1
+    assert "c_no_bn: FAILED" in capsys.readouterr().out
+    monkeypatch.setattr(T, "run_experiment", good)
+    assert main(["repro", "all", "--results", str(tmp_path), "--no-progress"]) == 0
+    assert fake_theory.count("c_no_bn") == 1 and fake_theory.count("a_trainable_head") == 1

@@ -1,0 +1,89 @@
+"""The image experiment: grid, per-run work (pretrain faked), figures; and one real solo-learn run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from solo_offdiag.repro import experiments as E
+from solo_offdiag.repro.runner import execute
+
+
+def test_smoke_grid_is_small_and_full_grid_is_the_study(tmp_path):
+    smoke = E.image_specs("smoke", "cpu", None, tmp_path, None)
+    assert {s.config["head"] for s in smoke} >= {"mlp", "offdiag", "identity"}
+    assert {s.config["dataset"] for s in smoke} == {"digits"}
+    assert all("hardware=cpu" in s.config["overrides"] for s in smoke)
+    full = E.image_specs("full", "cuda", None, tmp_path, Path("/data"))
+    assert {s.config["dataset"] for s in full} == {"cifar10", "cifar100", "stl10"}
+    byol = {s.config["head"] for s in full if s.config["method"] == "byol_offdiag"}
+    assert byol == {"mlp", "linear", "offdiag", "diagonal", "identity", "directpred", "directcopy"}
+    assert all("hardware=gpu" in s.config["overrides"] for s in full)
+    assert "data.train_path=/data" in full[0].config["overrides"]
+    assert len({s.key for s in full}) == len(full)  # one folder per run
+    assert len({o for s in full for o in s.config["overrides"] if o.startswith("name=")}) == len(full)
+    assert len(E.image_specs("smoke", "cpu", 2, tmp_path, None)) == 2 * len(smoke)
+
+
+def test_head_offdiag_summary():
+    s = E.head_offdiag_summary([0, 10, 20, 30, 40], [0.0, 0.5, 1.0, 0.6, 0.2])
+    assert s["peak"] == 1.0 and s["final"] == 0.2 and s["peak_position"] == 0.5 and s["peak_step"] == 20
+    assert E.head_offdiag_summary([0], [0.0]) is None
+
+
+def test_image_run_pretrains_probes_and_summarises(tmp_path, digits16, monkeypatch, fakes):
+    import solo_offdiag.solo_adapter as adapter
+
+    calls = []
+
+    def fake_pretrain(overrides, *, config_name="byol_offdiag", config_dir=None):
+        calls.append((list(overrides), config_name))
+        ckpt_dir = Path(next(o.split("=", 1)[1] for o in overrides if o.startswith("checkpoint.dir=")))
+        head = next(o.split("=", 1)[1] for o in overrides if o.startswith("method_kwargs.predictor.kind="))
+        return fakes.fake_solo_run(ckpt_dir / "byol_offdiag" / "run1", head,
+                                   offdiag=[0, 0.4, 0.8, 1.0, 0.9, 0.6, 0.4, 0.3, 0.25, 0.2])
+
+    monkeypatch.setattr(adapter, "pretrain", fake_pretrain)
+    spec = next(s for s in E.image_specs("smoke", "cpu", 1, tmp_path / "data", None) if s.config["head"] == "offdiag")
+    spec.compute = lambda run_dir, c=spec.config: E._image_run(run_dir, c, digits16, "cpu")
+    out = execute(spec, tmp_path / "smoke", log=lambda m: None)
+    assert out.status == "done", out.error
+    r = out.result
+    assert r["head"] == "offdiag" and r["dataset"] == "digits" and 0 <= r["probe_acc1"] <= 100
+    assert r["probe_acc1"] > 30 and r["knn_acc1"] > 30  # even random ResNet features beat chance (10%)
+    assert r["rankme_z"] == 40.0
+    assert r["head_offdiag"]["peak"] == 1.0 and r["head_offdiag"]["peak_position"] == pytest.approx(3 / 9)
+    assert calls[0][1] == "byol_offdiag" and "++seed=0" in calls[0][0]
+    probe = json.loads((out.run_dir / "probe.json").read_text())
+    assert probe["n_train"] == 1438 and probe["n_val"] == 359 and probe["protocol"]["knn_k"] == 20
+
+    # figures from the stored analysis output
+    from solo_offdiag.repro.figures import write_figures
+
+    paths = write_figures(tmp_path / "smoke")
+    names = {p.name for p in paths}
+    assert {"c3_head_trajectory.png", "rank_spectrum.png"} <= names
+    assert all(p.stat().st_size > 5000 for p in paths)
+
+    # an interrupted evaluation resumes without pretraining again
+    (out.run_dir / "done.json").unlink()
+    assert execute(spec, tmp_path / "smoke", log=lambda m: None).status == "done" and len(calls) == 1
+
+
+@pytest.mark.solo
+@pytest.mark.slow
+def test_real_solo_run_on_digits(tmp_path, digits16):
+    """Two pretraining steps of byol_offdiag through solo-learn on the digits, then the probe."""
+    spec = next(s for s in E.image_specs("smoke", "cpu", 1, tmp_path / "data", None) if s.config["head"] == "offdiag")
+    tiny = ["optimizer.batch_size=8", "max_epochs=1", "++max_steps=2", "method_kwargs.proj_hidden_dim=32",
+            "method_kwargs.proj_output_dim=16", "method_kwargs.pred_hidden_dim=32", "data.num_workers=0",
+            "++method_kwargs.analysis.every_n_steps=1", "augmentations.0.crop_size=16", "augmentations.1.crop_size=16"]
+    spec.config["overrides"] = [o for o in spec.config["overrides"] if not o.startswith("data.num_workers")] + tiny
+    spec.compute = lambda run_dir, c=spec.config: E._image_run(run_dir, c, digits16, "cpu")
+    out = execute(spec, tmp_path / "smoke", log=lambda m: None)
+    assert out.status == "done", out.error + (out.run_dir / "error.txt").read_text()
+    assert 0 <= out.result["probe_acc1"] <= 100 and out.result["head_offdiag"] is not None
+    args = json.loads((Path(out.result["solo_run_dir"]) / "args.json").read_text())
+    assert args["method_kwargs"]["predictor"]["kind"] == "offdiag" and args["seed"] == 0

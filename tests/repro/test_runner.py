@@ -1,0 +1,107 @@
+"""Runs: finished ones are skipped, unfinished ones resumed, done.json last, env dump recorded."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from solo_offdiag.repro import envinfo
+from solo_offdiag.repro.runner import RunSpec, config_fingerprint, execute, read_done
+
+
+def _spec(calls: list, config=None, fail=False, key="exp/run0"):
+    def compute(run_dir):
+        calls.append(run_dir)
+        assert not (run_dir / "done.json").exists()  # done.json is written after the work
+        (run_dir / "work.txt").write_text("partial")
+        if fail:
+            raise RuntimeError("boom")
+        return {"value": 42}
+
+    return RunSpec(key=key, config=config or {"a": 1}, compute=compute, seed=3)
+
+
+def test_finished_run_is_not_recomputed(tmp_path):
+    calls: list = []
+    first = execute(_spec(calls), tmp_path, log=lambda m: None)
+    assert first.status == "done" and first.result == {"value": 42} and len(calls) == 1
+    done = read_done(first.run_dir)
+    assert done["result"] == {"value": 42} and done["seed"] == 3
+    assert done["config_fingerprint"] == config_fingerprint({"a": 1})
+    second = execute(_spec(calls), tmp_path, log=lambda m: None)
+    assert second.status == "cached" and second.result == {"value": 42} and len(calls) == 1
+
+
+def test_run_without_done_json_is_resumed_in_place(tmp_path):
+    calls: list = []
+    failed = execute(_spec(calls, fail=True), tmp_path, log=lambda m: None)
+    assert failed.status == "failed" and "boom" in failed.error
+    assert read_done(failed.run_dir) is None
+    assert "RuntimeError: boom" in (failed.run_dir / "error.txt").read_text()
+    messages: list[str] = []
+    again = execute(_spec(calls), tmp_path, log=messages.append)
+    assert again.status == "done" and len(calls) == 2 and calls[0] == calls[1]
+    assert json.loads((again.run_dir / "run.json").read_text())["attempt"] == 2
+    assert any("resuming" in m for m in messages)
+
+
+def test_changed_config_is_recomputed_and_force_recomputes(tmp_path):
+    calls: list = []
+    execute(_spec(calls), tmp_path, log=lambda m: None)
+    out = execute(_spec(calls, config={"a": 2}), tmp_path, log=lambda m: None)
+    assert out.status == "done" and len(calls) == 2
+    assert read_done(out.run_dir)["config"] == {"a": 2}
+    assert execute(_spec(calls, config={"a": 2}), tmp_path, force=True, log=lambda m: None).status == "done"
+    assert len(calls) == 3
+
+
+def test_fingerprint_ignores_key_order():
+    assert config_fingerprint({"a": 1, "b": [1, 2]}) == config_fingerprint({"b": [1, 2], "a": 1})
+    assert config_fingerprint({"a": 1}) != config_fingerprint({"a": 2})
+
+
+def test_truncated_done_json_counts_as_unfinished(tmp_path):
+    calls: list = []
+    out = execute(_spec(calls), tmp_path, log=lambda m: None)
+    (out.run_dir / "done.json").write_text('{"key": "exp/ru')  # a torn write (not ours: atomic)
+    assert execute(_spec(calls), tmp_path, log=lambda m: None).status == "done" and len(calls) == 2
+
+
+def test_results_are_written_atomically(tmp_path, monkeypatch):
+    import os
+
+    calls: list = []
+    real_replace = os.replace
+
+    def crash(src, dst):
+        if str(dst).endswith("done.json"):
+            raise OSError("disk full")
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", crash)
+    with pytest.raises(OSError):
+        execute(_spec(calls), tmp_path, log=lambda m: None)
+    run_dir = tmp_path / "exp" / "run0"
+    assert not (run_dir / "done.json").exists()
+    assert not [p for p in run_dir.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_every_run_records_config_seed_git_and_environment(tmp_path):
+    out = execute(_spec([]), tmp_path, log=lambda m: None)
+    run = json.loads((out.run_dir / "run.json").read_text())
+    assert run["config"] == {"a": 1} and run["seed"] == 3 and set(run["git"]) == {"sha", "dirty", "branch"}
+    env = json.loads((out.run_dir / "env.json").read_text())
+    for key in ("python", "platform", "hostname", "date_utc", "packages", "accelerator", "git", "solo_learn_pin"):
+        assert key in env
+    for pkg in ("torch", "torchvision", "lightning", "solo-learn", "numpy"):
+        assert pkg in env["packages"]
+    assert env["packages"]["torch"]
+    assert "cuda_available" in env["accelerator"]
+
+
+def test_git_state_in_this_checkout_and_outside(tmp_path):
+    inside = envinfo.git_state()
+    if inside["sha"] is not None:
+        assert len(inside["sha"]) == 40 and isinstance(inside["dirty"], bool)
+    assert envinfo.git_state(tmp_path) == {"sha": None, "dirty": None, "branch": None}

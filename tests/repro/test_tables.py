@@ -1,0 +1,41 @@
+"""Tables in Markdown, LaTeX and CSV."""
+
+from __future__ import annotations
+
+import csv
+import io
+
+from solo_offdiag.repro.tables import Table, c1_c2_table
+
+
+def _records(fakes):
+    return [fakes.image_record("digits", h, s, acc + s, rankme=r)
+            for s in range(2) for h, acc, r in (("offdiag", 90.0, 40.0), ("mlp", 91.0, 42.0), ("identity", 60.0, 3.0))]
+
+
+def test_c1_c2_table_aggregates_over_seeds_in_head_order(fakes):
+    t = c1_c2_table(_records(fakes))
+    assert [r[2] for r in t.rows] == ["mlp", "offdiag", "identity"]
+    mlp = t.rows[0]
+    assert mlp[3] == "91.50 ± 0.71" and mlp[6] == 2
+
+
+def test_three_formats(tmp_path, fakes):
+    t = c1_c2_table(_records(fakes))
+    paths = t.write(tmp_path)
+    assert sorted(p.suffix for p in paths) == [".csv", ".md", ".tex"]
+    md = (tmp_path / "c1_c2.md").read_text()
+    assert md.startswith("| dataset | method | head |") and md.count("\n") == 2 + len(t.rows)
+    tex = (tmp_path / "c1_c2.tex").read_text()
+    assert r"\begin{tabular}" in tex and r"\toprule" in tex and r"\bottomrule" in tex
+    assert r"byol\_offdiag" in tex and r"$\pm$" in tex and "\\label{tab:c1_c2}" in tex
+    rows = list(csv.reader(io.StringIO((tmp_path / "c1_c2.csv").read_text())))
+    assert rows[0][:3] == ["dataset", "method", "head"] and len(rows) == 1 + len(t.rows)
+
+
+def test_escaping_and_empty_cells():
+    t = Table("x", ["a|b", "c"], [["50% & more_", None], [float("nan"), 1.23456]])
+    assert "a\\|b" in t.markdown()
+    assert r"50\% \& more\_" in t.latex()
+    assert t.csv().splitlines()[1] == "50% & more_,"
+    assert "nan" in t.markdown() and "1.235" in t.markdown()
