@@ -50,13 +50,13 @@ class TheoryConfig:
     """
 
     # --- data -----------------------------------------------------------------------------
-    d: int = _f(128, "ambient dimension of a patch", *_POS)
+    d: int = _f(64, "ambient dimension of a patch", *_POS)
     patches: int = _f(8, "patches P per sample (views take complementary halves)",
                       lambda v: v >= 2, ">= 2")
     n_feature_patches: int = _f(4, "patches S(X) carrying the feature z*v_l (the rest is noise)",
                                 *_POS)
     alpha1: float = _f(1.0, "magnitude of the strong feature v1", *_POS)
-    alpha2: float = _f(0.6, "magnitude of the weak feature v2 (alpha2 < alpha1)", *_POS)
+    alpha2: float = _f(0.8, "magnitude of the weak feature v2 (alpha2 < alpha1)", *_POS)
     p_weak: float = _f(0.5, "probability that a sample carries v2 instead of v1",
                        lambda v: 0 < v < 1, "in (0, 1)")
     noise_std: float = _f(0.18, "per-coordinate std of a noise patch: xi ~ N(0, noise_std^2 I_d)",
@@ -77,19 +77,24 @@ class TheoryConfig:
                     lambda v: 0 <= v < 1, "in [0, 1)")
     head_trainable: bool = _f(True, "train the off-diagonal of E; False = E fixed at I (no head)")
     # --- optimisation ---------------------------------------------------------------------
-    batch_size: int = _f(256, "samples N per SGD step (fresh samples every step: online SGD)",
+    batch_size: int = _f(128, "samples N per SGD step (fresh samples every step: online SGD)",
                          lambda v: v >= 2, ">= 2")
-    steps: int = _f(20000, "SGD steps", *_POS)
-    eta: float = _f(0.02, "learning rate of W", *_POS)
-    eta_E: float = _f(0.02, "learning rate of the off-diagonal entries of E", *_NONNEG)
+    steps: int = _f(3000, "SGD steps", *_POS)
+    eta: float = _f(0.03, "learning rate of W", *_POS)
+    eta_E: float = _f(0.03, "learning rate of the off-diagonal entries of E", *_NONNEG)
     init_std: float = _f(0.0, "std of the Gaussian init of W per coordinate; 0 means 1/sqrt(d)",
                          *_NONNEG)
     head_start: float | None = _f(
-        0.3, "initial cosine of neuron 1 with v1 (None: no head start, purely random init)",
+        0.5, "initial cosine of neuron 1 with v1 (None: no head start, purely random init)",
         lambda v: 0 <= v < 1, "in [0, 1) or null")
+    init_balance: bool = _f(
+        True,
+        "neurons without a head start begin with equal |<w_j, v1>| = |<w_j, v2>| (their RMS; "
+        "signs and norm kept): removes the Cauchy-tailed init lottery |<w_j,v2>/<w_j,v1>| that "
+        "the paper's polylog feature gap makes vanish but a finite gap does not")
     # --- bookkeeping ----------------------------------------------------------------------
     seed: int = _f(0, "seed of the init and of the data stream")
-    log_every: int = _f(100, "log the state every this many steps (and at step 0)", *_POS)
+    log_every: int = _f(20, "log the state every this many steps (and at step 0)", *_POS)
     sampler: Literal["projected", "full"] = _f(
         "projected",
         "'full' draws every noise patch in R^d; 'projected' draws only its coordinates in the span "

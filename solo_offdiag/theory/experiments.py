@@ -24,7 +24,7 @@ import numpy as np
 
 from solo_offdiag.io import atomic_write_json, atomic_write_npz, atomic_write_text
 from solo_offdiag.theory import criteria
-from solo_offdiag.theory.config import TheoryConfig
+from solo_offdiag.theory.config import STRUCTURAL_FIELDS, TheoryConfig
 from solo_offdiag.theory.model import Trajectory, seeds_of, simulate_batch
 from solo_offdiag.theory.phases import detect_phases
 
@@ -35,16 +35,18 @@ __all__ = [
     "UnknownExperimentError",
     "base_config",
     "list_experiments",
+    "plan_configs",
     "register_experiment",
     "run_all",
+    "simulate_configs",
     "run_experiment",
 ]
 
 #: ``default``: the documented regime (docs/theory.md). ``smoke``: same code paths, tiny sizes,
 #: for tests and CI (claims are not expected to pass there).
 PRESETS: dict[str, dict[str, Any]] = {
-    "default": {"seeds": 4, "overrides": {}},
-    "smoke": {"seeds": 2, "overrides": {"d": 32, "steps": 600, "log_every": 20, "batch_size": 64}},
+    "default": {"seeds": 8, "overrides": {}},
+    "smoke": {"seeds": 4, "overrides": {"d": 32, "steps": 1000, "log_every": 10, "batch_size": 64}},
 }
 
 
@@ -61,6 +63,7 @@ class Context:
     device: str
     seeds: int
     progress: bool = True
+    plan: list[TheoryConfig] | None = None  # planning mode: collect the configs, simulate nothing
 
     def base(self, **changes: Any) -> TheoryConfig:
         return base_config(self.preset).replace(**changes)
@@ -104,27 +107,63 @@ def base_config(preset: str = "default") -> TheoryConfig:
 
 
 # ------------------------------------------------------------------------------------------
-# Simulation with a per-process cache (arms shared between experiments run once under `all`)
+# Simulation with a per-process cache, batched over every config an experiment (or `all`) needs
 # ------------------------------------------------------------------------------------------
-_CACHE: dict[tuple[Any, ...], Trajectory] = {}
+#: (config, device) -> unbatched trajectory. An arm's trajectory depends only on its own config
+#: (per-seed data streams, see ``simulate_batch``), so a config shared by several experiments
+#: (the full model of a, b, c, d) is simulated once and the figures of all of them agree.
+_CACHE: dict[tuple[TheoryConfig, str], Trajectory] = {}
 
 
-def _simulate_arm(cfgs: list[TheoryConfig], ctx: Context, label: str) -> Trajectory:
-    key = (tuple(cfgs), ctx.device)
-    if key not in _CACHE:
-        _CACHE[key] = simulate_batch(cfgs, device=ctx.device, progress=label if ctx.progress else False)
-    return _CACHE[key]
+class _Planned(Exception):
+    """Raised by ``_run_arms`` in planning mode, after recording the experiment's configs."""
 
 
 def clear_cache() -> None:
     _CACHE.clear()
 
 
+def _structure(cfg: TheoryConfig) -> tuple[Any, ...]:
+    return tuple(getattr(cfg, name) for name in STRUCTURAL_FIELDS)
+
+
+def simulate_configs(cfgs: list[TheoryConfig], device: str = "cpu", progress: bool | str = False) -> None:
+    """Simulate every config not yet cached, as few batches as possible (one per structure)."""
+    todo = [c for c in dict.fromkeys(cfgs) if (c, device) not in _CACHE]
+    groups: dict[tuple[Any, ...], list[TheoryConfig]] = {}
+    for cfg in todo:
+        groups.setdefault(_structure(cfg), []).append(cfg)
+    for i, group in enumerate(groups.values()):
+        label = progress if isinstance(progress, str) else "theory"
+        traj = simulate_batch(group, device=device,
+                              progress=f"{label} [{i + 1}/{len(groups)}: {len(group)} runs]" if progress else False)
+        for k, cfg in enumerate(group):
+            _CACHE[(cfg, device)] = traj.arm(k)
+
+
+def _stack(trajs: list[Trajectory], cfgs: list[TheoryConfig]) -> Trajectory:
+    return Trajectory(
+        steps=trajs[0].steps,
+        alignment=np.stack([t.alignment for t in trajs]),
+        head=np.stack([t.head for t in trajs]),
+        loss=np.stack([t.loss for t in trajs]),
+        weight_norm=np.stack([t.weight_norm for t in trajs]),
+        configs=list(cfgs),
+        wall_time_s=sum(t.wall_time_s for t in trajs),
+    )
+
+
 def _run_arms(ctx: Context, arms: dict[str, list[TheoryConfig]], name: str) -> dict[str, Any]:
-    """Simulate each arm (batched over its configs); return trajectories and per-run phases."""
+    """Simulate each arm (all arms of the experiment batched together); return trajectories and
+    per-run phases. In planning mode only record the configs."""
+    all_cfgs = [c for cfgs in arms.values() for c in cfgs]
+    if ctx.plan is not None:
+        ctx.plan.extend(all_cfgs)
+        raise _Planned
+    simulate_configs(all_cfgs, ctx.device, progress=name if ctx.progress else False)
     out: dict[str, Any] = {}
     for arm, cfgs in arms.items():
-        traj = _simulate_arm(cfgs, ctx, f"{name}:{arm}")
+        traj = _stack([_CACHE[(c, ctx.device)] for c in cfgs], cfgs)
         runs = []
         for i, cfg in enumerate(cfgs):
             ph = detect_phases(traj.arm(i))
@@ -286,7 +325,7 @@ def _loglog_fit(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
 
 
 #: e_scaling sweeps (fractions of the base config).
-SCALING_DIMS = {"default": (32, 64, 128, 256), "smoke": (16, 32)}
+SCALING_DIMS = {"default": (32, 64, 128, 256), "smoke": (16, 32, 64)}
 SCALING_ETA_E_RATIOS = {"default": (1 / 16, 1 / 4, 1.0), "smoke": (1 / 4, 1.0)}
 
 
@@ -298,8 +337,7 @@ def _exp_e(ctx: Context) -> dict[str, Any]:
     seeds = max(2, ctx.seeds // 2)
     dims = SCALING_DIMS[ctx.preset]
     # T1: random init (no head start), so that T1 is the escape time from |cos| ~ 1/sqrt(d)
-    steps_d = base.steps if ctx.preset == "smoke" else 12000
-    d_cfgs = [base.replace(d=d, head_start=None, steps=steps_d, log_every=20, seed=s)
+    d_cfgs = [base.replace(d=d, head_start=None, seed=s)
               for d in dims for s in range(seeds)]
     ratios = SCALING_ETA_E_RATIOS[ctx.preset]
     e_arms = {f"etaE_{r:g}": seeds_of(base.replace(eta_E=base.eta * r), seeds) for r in ratios}
@@ -349,8 +387,8 @@ def _exp_f(ctx: Context) -> dict[str, Any]:
     from solo_offdiag.theory import plots
 
     m = 64 if ctx.preset == "default" else 8
-    base = ctx.base(m=m, head_start=None, steps=ctx.base().steps if ctx.preset == "smoke" else 8000)
-    results = _run_arms(ctx, {"wide": seeds_of(base, max(1, ctx.seeds // 2))}, "f")
+    base = ctx.base(m=m, head_start=None)
+    results = _run_arms(ctx, {"wide": seeds_of(base, 2)}, "f")
     figs = []
     res = results["wide"]
     for i, r in enumerate(res["runs"]):
@@ -368,10 +406,12 @@ def _exp_f(ctx: Context) -> dict[str, Any]:
 
 #: One-at-a-time sensitivity sweep around the base config (docs/theory.md, "Sensitivity").
 SENSITIVITY = {
-    "alpha2": (0.5, 0.7),
-    "noise_std": (0.14, 0.24),
-    "eta_E": (0.005,),
-    "head_start": (None,),
+    "alpha2": (0.6, 0.7, 0.9),
+    "noise_std": (0.14, 0.25),
+    "eta_E": (0.01, 0.1),
+    "d": (32, 128),
+    "head_start": (0.3,),
+    "init_balance": (False,),
 }
 
 
@@ -431,21 +471,38 @@ def run_experiment(
     return summary
 
 
+def plan_configs(names: list[str], preset: str = "default", seeds: int | None = None) -> list[TheoryConfig]:
+    """Every config the experiments ``names`` will simulate (in order, with repeats removed)."""
+    plan: list[TheoryConfig] = []
+    for name in names:
+        ctx = Context(out_dir=Path("."), preset=preset, device="cpu",
+                      seeds=seeds if seeds is not None else PRESETS[preset]["seeds"], progress=False, plan=plan)
+        try:
+            EXPERIMENTS[name][0](ctx)
+        except _Planned:
+            pass
+    return list(dict.fromkeys(plan))
+
+
 def run_all(
     out_dir: Path | str, preset: str = "default", device: str = "cpu", seeds: int | None = None,
     progress: bool = True,
 ) -> dict[str, Any]:
     """Run every experiment of ``IN_ALL`` into ``out_dir/<name>/`` and write ``out_dir/summary.json``
-    (claim results and wall times of all of them)."""
-    from tqdm.auto import tqdm
+    (claim results and wall times of all of them).
 
+    The configs of all experiments are collected first and simulated as one batch per tensor
+    structure (m, steps, ...), so ``all`` costs about as many batched steps as its longest
+    experiments, not their sum."""
     out = Path(out_dir)
     start = time.perf_counter()
+    simulate_configs(plan_configs(IN_ALL, preset, seeds), device, progress="all" if progress else False)
+    sim_time = time.perf_counter() - start
     results: dict[str, Any] = {}
-    for name in tqdm(IN_ALL, desc="theory experiments", disable=not progress):
+    for name in IN_ALL:
         s = run_experiment(name, out / name, preset=preset, device=device, seeds=seeds, progress=progress)
         results[name] = {"criteria": s.get("criteria", {}), "wall_time_s": s["wall_time_s"]}
     overall = {"preset": preset, "device": device, "experiments": results,
-               "wall_time_s": time.perf_counter() - start}
+               "simulation_wall_time_s": sim_time, "wall_time_s": time.perf_counter() - start}
     atomic_write_json(out / "summary.json", overall)
     return overall

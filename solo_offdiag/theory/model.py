@@ -125,7 +125,7 @@ class SimulationState:
     W_target: torch.Tensor | None  # [B, m, D] EMA target weights, or None (same weights)
     consts: dict[str, torch.Tensor]
     structure: TheoryConfig  # the shared structural fields (taken from the first arm)
-    generator: torch.Generator
+    generators: list[torch.Generator]  # one per data stream (distinct (seed, d) of the arms)
 
 
 # --------------------------------------------------------------------------------------------
@@ -196,14 +196,9 @@ def _check_batchable(cfgs: Sequence[TheoryConfig]) -> None:
                 )
 
 
-def _batch_seed(cfgs: Sequence[TheoryConfig]) -> int:
-    """One data-stream seed for the whole batch, a deterministic function of the arms' seeds."""
-    if len(cfgs) == 1:
-        return int(cfgs[0].seed)
-    acc = 0x9E3779B97F4A7C15
-    for cfg in cfgs:
-        acc = (acc * 1_000_003 + int(cfg.seed) + 1) % (2**63 - 1)
-    return acc
+def stream_seed(seed: int, d: int) -> int:
+    """Seed of the data stream of an arm: a function of its own ``seed`` and ``d`` only."""
+    return (int(seed) * 1_000_003 + int(d) * 7919 + 0x5DEECE66D) % (2**63 - 1)
 
 
 def init_state(cfgs: Sequence[TheoryConfig], device: str | torch.device = "cpu") -> SimulationState:
@@ -218,6 +213,12 @@ def init_state(cfgs: Sequence[TheoryConfig], device: str | torch.device = "cpu")
     for b, cfg in enumerate(cfgs):  # one-off init, not a per-step loop
         gen = torch.Generator().manual_seed(int(cfg.seed))
         w = torch.randn(m, cfg.d, generator=gen, dtype=torch.float64) * cfg.effective_init_std
+        if cfg.init_balance:
+            # neurons without a head start: equal |<w_j, v1>| and |<w_j, v2>| (their RMS, signs
+            # kept, norm unchanged), so no neuron starts favouring v2 by chance (docs/theory.md)
+            first_j = 1 if cfg.head_start is not None and cfg.head_start > 0 else 0
+            rms = w[first_j:, :2].pow(2).mean(dim=1, keepdim=True).sqrt()
+            w[first_j:, :2] = torch.where(w[first_j:, :2] >= 0, rms, -rms)
         if cfg.head_start is not None and cfg.head_start > 0:
             # neuron 1 starts with cosine `head_start` with v1 (= e_1), keeping its norm
             rest = w[0, 1:].norm()
@@ -248,14 +249,19 @@ def init_state(cfgs: Sequence[TheoryConfig], device: str | torch.device = "cpu")
             dtype=dtype, device=device,
         ),
     }
-    generator = torch.Generator(device=device).manual_seed(_batch_seed(cfgs))
+    # one data stream per distinct (seed, d): arms that differ only in their switches see the same
+    # samples (paired comparisons), and an arm's stream does not depend on the rest of the batch
+    keys = sorted({(int(c.seed), int(c.d)) for c in cfgs})
+    generators = [torch.Generator(device=device).manual_seed(stream_seed(*k)) for k in keys]
+    consts["stream"] = torch.tensor([keys.index((int(c.seed), int(c.d))) for c in cfgs], device=device)
+    consts["stream_d"] = [k[1] for k in keys]  # type: ignore[assignment]
     return SimulationState(
         W=W,
         A=torch.zeros(B, m, m, dtype=dtype, device=device),
         W_target=W.clone() if first.ema > 0 else None,
         consts=consts,
         structure=first,
-        generator=generator,
+        generators=generators,
     )
 
 
@@ -267,26 +273,59 @@ def head_matrix(state: SimulationState) -> torch.Tensor:
 # --------------------------------------------------------------------------------------------
 # One SGD step
 # --------------------------------------------------------------------------------------------
+def _draw(state: SimulationState, kind: str, shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
+    """``[B, *shape]`` random numbers, arm ``b`` taking them from its own stream.
+
+    One call per distinct stream (seed, d) and tensor, not per arm: arms sharing a stream share
+    the draw. ``kind``: "rand", "randn" or "sign" (uniform on {-1, +1}).
+    """
+    dev = state.W.device
+    draws = []
+    for gen in state.generators:
+        if kind == "rand":
+            draws.append(torch.rand(shape, generator=gen, device=dev, dtype=dtype))
+        elif kind == "randn":
+            draws.append(torch.randn(shape, generator=gen, device=dev, dtype=dtype))
+        else:
+            draws.append(torch.randint(0, 2, shape, generator=gen, device=dev).to(dtype) * 2 - 1)
+    stacked = torch.stack(draws)
+    return stacked if len(draws) == 1 and stacked.shape[0] == state.W.shape[0] else stacked[state.consts["stream"]]
+
+
+def _draw_orth(state: SimulationState, m: int, dtype: torch.dtype) -> torch.Tensor:
+    """``[B, D, m]`` Gaussians for the orthogonal gradient part; a stream with dimension ``d``
+    draws ``[d, m]`` (zero-padded), so its draw is the same whatever the batch's largest ``d``."""
+    B, _, D = state.W.shape
+    dev = state.W.device
+    draws = []
+    for gen, d in zip(state.generators, state.consts["stream_d"]):
+        z = torch.zeros(D, m, device=dev, dtype=dtype)
+        z[:d] = torch.randn(d, m, generator=gen, device=dev, dtype=dtype)
+        draws.append(z)
+    stacked = torch.stack(draws)
+    return stacked if len(draws) == 1 and B == 1 else stacked[state.consts["stream"]]
+
+
 def _sample(state: SimulationState) -> dict[str, torch.Tensor]:
     """One minibatch per arm: label, signed amplitude, view split, and the noise draws."""
-    s, c, gen = state.structure, state.consts, state.generator
+    s, c = state.structure, state.consts
     B, m, D = state.W.shape
     N, P, K = s.batch_size, s.patches, s.n_feature_patches
     dev, dt = state.W.device, state.W.dtype
-    weak = torch.rand(B, N, generator=gen, device=dev, dtype=dt) < c["p_weak"][:, None]
-    sign = torch.randint(0, 2, (B, N), generator=gen, device=dev).to(dt) * 2 - 1
+    weak = _draw(state, "rand", (N,), dt) < c["p_weak"][:, None]
+    sign = _draw(state, "sign", (N,), dt)
     amp = torch.where(weak, c["alpha2"][:, None], c["alpha1"][:, None]) * sign
     # number of feature patches in view 1 (hypergeometric), by inverse CDF
-    u = torch.rand(B, N, generator=gen, device=dev, dtype=dt)
+    u = _draw(state, "rand", (N,), dt)
     n1 = torch.searchsorted(c["view_cdf"], u.contiguous(), right=True).clamp_max(K)
     noise_view1 = (torch.arange(P - K, device=dev) < (P // 2 - n1)[..., None]).to(dt)
     batch = {"weak": weak, "amp": amp, "n1": n1, "noise_view1": noise_view1}
     rank = m * (2 if state.W_target is not None else 1)
     if s.sampler == "projected":
-        batch["coords"] = torch.randn(B, N, P - K, rank, generator=gen, device=dev, dtype=dt)
-        batch["orth"] = torch.randn(B, D, m, generator=gen, device=dev, dtype=dt)
+        batch["coords"] = _draw(state, "randn", (N, P - K, rank), dt)
+        batch["orth"] = _draw_orth(state, m, dt)
     else:
-        batch["noise"] = torch.randn(B, N, P - K, D, generator=gen, device=dev, dtype=dt)
+        batch["noise"] = _draw(state, "randn", (N, P - K, D), dt)
     return batch
 
 
@@ -405,9 +444,10 @@ def simulate_batch(
 ) -> Trajectory:
     """Simulate every config in ``cfgs`` as one batch (leading dimension ``B = len(cfgs)``).
 
-    Deterministic for a given list of configs and device. The data stream is shared by the batch
-    (one generator), so an arm is not bitwise equal to the same config run alone; the init is
-    per arm (seeded by ``cfg.seed``), so arms that differ only in their switches start equal.
+    Deterministic per arm: the init is seeded by ``cfg.seed`` and the data stream by
+    ``(cfg.seed, cfg.d)``, so an arm's trajectory does not depend on the other arms of the batch
+    (up to floating-point reduction order), and arms that differ only in their switches (head,
+    BN, stop-gradient, learning rates, ...) start equal and see the same samples.
     """
     cfgs = list(cfgs)
     state = init_state(cfgs, device)

@@ -105,3 +105,24 @@ def test_projected_sampler_has_the_law_of_the_full_sampler() -> None:
     # total variance, including the part orthogonal to the weights that the projected sampler draws
     v_full, v_proj = full.var(0).sum(), proj.var(0).sum()
     assert abs(v_full / v_proj - 1) < 0.15
+
+
+def test_an_arm_does_not_depend_on_the_rest_of_its_batch() -> None:
+    """Per-seed data streams: the same config alone or beside other arms gives the same run, and
+    arms differing only in a switch see the same samples (paired comparisons)."""
+    cfg = SMALL.replace(seed=5, steps=20, log_every=5)
+    alone = simulate(cfg)
+    batch = simulate_batch([cfg.replace(seed=1, d=24), cfg, cfg.replace(head_trainable=False)])
+    assert np.allclose(batch.alignment[1], alone.alignment, atol=1e-9)
+    assert np.allclose(batch.head[1], alone.head, atol=1e-9)
+    assert np.array_equal(batch.alignment[2][0], alone.alignment[0])  # same init under a switch
+
+
+def test_balanced_init_gives_neuron_2_no_preference() -> None:
+    state = init_state([SMALL.replace(seed=s, head_start=0.4) for s in range(4)])
+    W = state.W.double()
+    cos = W[..., :2] / W.norm(dim=-1, keepdim=True)
+    assert torch.allclose(cos[:, 0, 0].abs(), torch.full((4,), 0.4, dtype=torch.float64), atol=1e-6)
+    assert torch.allclose(cos[:, 1, 0].abs(), cos[:, 1, 1].abs())
+    raw = init_state([SMALL.replace(seed=s, head_start=0.4, init_balance=False) for s in range(4)]).W
+    assert not torch.allclose(raw[:, 1, 0].abs(), raw[:, 1, 1].abs())
