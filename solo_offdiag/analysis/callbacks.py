@@ -21,10 +21,21 @@ Design (after Lightning's own ``LearningRateMonitor``/``EarlyStopping``): config
 
 * Hot path: per training step a callback at most copies the detached embeddings into a
   preallocated device ring buffer (spectrum) or adds ``z^T z`` into a device accumulator
-  (alignment). Host transfers, ``.item()`` and file writes happen only every ``every_n_steps``.
-* DDP: buffers are gathered from every rank at logging points (every rank takes part in the
-  collective); metrics are computed on global rank 0 in float64 (on CPU when small), and only
-  rank 0 logs and writes files.
+  (alignment). No host transfer, ``.item()`` or file write happens between logging points.
+* Logging points: the training thread gathers the buffers from every rank (every rank takes part
+  in the collectives, in the same order), takes device-side snapshots of what the computation
+  reads (on an accelerator it also launches the ``O(N d^2)`` Gram products there, without host
+  synchronisation) and hands the rest to the run's
+  :class:`~solo_offdiag.analysis.executor.AnalysisExecutor`: on global rank 0 one worker thread
+  moves the ``d x d`` matrices to the CPU, solves the eigenproblems in float64 and returns plain
+  values; rows, loggers, warnings and npz arrays are applied on the training thread, in
+  submission order, at the next hook (non-blocking) and at the latest before a checkpoint's state
+  is taken, at the end of training and on an exception. ``background="auto"`` (the default)
+  uses the worker when the run trains on CUDA and computes inline on the CPU (where a worker
+  would compete with training for the same cores); a callback that may stop training
+  (``stop_on_nan``, ``CollapseMonitorCallback(stop=True)``) always computes inline, so the stop
+  happens at the step it names.
+* DDP: only rank 0 computes, logs and writes files.
 * Output: values go to every active Lightning logger (``logger.log_metrics``, as
   ``LearningRateMonitor`` does, so CSV, TensorBoard and W&B all work) at ``step=global_step``, and
   to ``<run dir>/analysis/`` through one shared :class:`~solo_offdiag.analysis.writer.AnalysisWriter`.
@@ -34,12 +45,13 @@ Design (after Lightning's own ``LearningRateMonitor``/``EarlyStopping``): config
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import warnings
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -49,12 +61,14 @@ from lightning.pytorch.utilities.model_helpers import is_overridden
 from solo_offdiag.analysis import metrics as M
 from solo_offdiag.analysis.buffers import EmbeddingQueue, gather_rows, gather_sum
 from solo_offdiag.analysis.config import AnalysisConfig
+from solo_offdiag.analysis.executor import AnalysisExecutor, AnalysisWorkerError
 from solo_offdiag.analysis.protocol import AnalysisProtocolError, embeddings_from, head_matrix
 from solo_offdiag.analysis.writer import AnalysisWriter
 
 __all__ = [
     "AnalysisProtocolError",
     "AnalysisWarning",
+    "AnalysisWorkerError",
     "CollapseMonitorCallback",
     "EigenAlignmentCallback",
     "EmbeddingSpectrumCallback",
@@ -66,7 +80,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 _DEFAULTS = AnalysisConfig()
-#: Above this many elements the float64 computation runs on the embeddings' device, not on CPU.
+#: Above this many elements a ``d x d`` eigenproblem runs on the data's device, not on the CPU.
 CPU_MAX_ELEMENTS = 1 << 22
 #: npz files are rewritten every this many logging points (and at checkpoints and at the end).
 NPZ_EVERY = 20
@@ -95,6 +109,21 @@ def _for_compute(x: torch.Tensor) -> torch.Tensor:
     return x.to(torch.float64)
 
 
+def _finite(*tensors: torch.Tensor) -> bool:
+    """Whether every element is finite (a host sync: call it on CPU data or in the worker)."""
+    return all(bool(torch.isfinite(t).all()) for t in tensors)
+
+
+def _copy64(x: torch.Tensor) -> torch.Tensor:
+    return x.detach().to(torch.float64, copy=True)
+
+
+def _check_background(value: Any) -> bool | str:
+    if value is True or value is False or value == "auto":
+        return value
+    raise ValueError(f"background must be 'auto', true or false, got {value!r}")
+
+
 class _AnalysisCallback(Callback):
     """Rows in state, a shared writer, logging-point bookkeeping, NaN handling."""
 
@@ -102,13 +131,21 @@ class _AnalysisCallback(Callback):
     npz_name: str | None = None
 
     def __init__(
-        self, *, every_n_steps: int, out_dir: str | Path | None, stop_on_nan: bool
+        self,
+        *,
+        every_n_steps: int,
+        out_dir: str | Path | None,
+        stop_on_nan: bool,
+        background: bool | str = _DEFAULTS.background,
     ) -> None:
         if not isinstance(every_n_steps, int) or every_n_steps < 1:
             raise ValueError(f"every_n_steps must be a positive integer, got {every_n_steps!r}")
         self.every_n_steps = every_n_steps
         self.out_dir = out_dir
         self.stop_on_nan = stop_on_nan
+        self.background = _check_background(background)
+        self._executor: AnalysisExecutor | None = None
+        self._in_background = False
         self.rows: dict[int, dict[str, float]] = {}
         self.writer: AnalysisWriter | None = None
         self._last_step = -1
@@ -130,6 +167,34 @@ class _AnalysisCallback(Callback):
         else:
             self.writer = AnalysisWriter(directory)
         self.writer.register(self)
+        siblings = (c for c in trainer.callbacks if isinstance(c, _AnalysisCallback))
+        self._executor = (
+            next(
+                (c._executor for c in siblings if c is not self and c._executor is not None),
+                None,
+            )
+            or AnalysisExecutor()
+        )  # one worker for the run
+        self._in_background = self._uses_background(trainer)
+
+    @property
+    def executor(self) -> AnalysisExecutor:
+        """The executor shared with the sibling callbacks of this run (see the module docstring)."""
+        if self._executor is None:  # hooks called without setup (direct use)
+            self._executor = AnalysisExecutor()
+        return self._executor
+
+    @property
+    def requests_stop(self) -> bool:
+        """Whether this callback may stop training (then it never computes in the background)."""
+        return self.stop_on_nan
+
+    def _uses_background(self, trainer: Trainer) -> bool:
+        if self.requests_stop:  # the stop must happen at the step that triggers it
+            return False
+        if self.background == "auto":  # on the CPU a worker would compete with training
+            return trainer.strategy.root_device.type == "cuda"
+        return bool(self.background)
 
     def _check_module(self, pl_module: LightningModule) -> None:
         """Raise :class:`AnalysisProtocolError` if ``pl_module`` lacks what this callback needs."""
@@ -147,8 +212,48 @@ class _AnalysisCallback(Callback):
         self._sync(trainer)
 
     def _sync(self, trainer: Trainer) -> None:
+        """Apply finished background results (non-blocking), then write metrics.csv if due."""
+        self.executor.poll()
         if self.writer is not None and trainer.is_global_zero:
             self.writer.sync(self)
+
+    def _dispatch(
+        self,
+        step: int,
+        inputs: tuple[Any, ...],
+        stage: Callable[..., Any],
+        finish: Callable[[Any], Any],
+        apply: Callable[[Any], None],
+    ) -> None:
+        """Compute ``apply(finish(stage(*inputs)))`` inline or with the worker (global rank 0).
+
+        ``stage``: device-side work (float64 copies, Gram products; kernel launches only, no host
+        sync) that snapshots ``inputs``: on an accelerator it runs here, in stream order, so later
+        in-place updates of the inputs (ring buffer, accumulator, head) do not reach the worker.
+        On the CPU it runs with ``finish`` (in the worker, on clones, when in background).
+        ``finish``: host work returning plain values (no tensor the training thread touches).
+        ``apply``: rows, loggers and warnings, always on the training thread.
+        """
+        device = next(
+            (x.device for x in inputs if isinstance(x, torch.Tensor)), torch.device("cpu")
+        )
+        background = self._in_background
+        if device.type != "cpu":
+            compute = functools.partial(finish, stage(*inputs))
+        else:
+            if background:
+                inputs = tuple(x.clone() if isinstance(x, torch.Tensor) else x for x in inputs)
+
+            def compute() -> Any:
+                return finish(stage(*inputs))
+
+        self.executor.submit(
+            compute,
+            apply,
+            what=f"{type(self).__name__} metrics at step {step}",
+            background=background,
+            device=device,
+        )
 
     def _due(self, trainer: Trainer) -> bool:
         step = trainer.global_step
@@ -168,11 +273,11 @@ class _AnalysisCallback(Callback):
         if self.npz_name is not None and self._points_since_npz >= NPZ_EVERY:
             self._write_npz()
 
-    def _non_finite(
-        self, trainer: Trainer, step: int, what: str, tensor: torch.Tensor, names: Iterable[str]
+    def _report_non_finite(
+        self, trainer: Trainer, step: int, what: str, finite: bool, names: Sequence[str]
     ) -> bool:
-        """Warn (naming the step) and maybe request a stop when ``tensor`` has NaN/Inf."""
-        if bool(torch.isfinite(tensor).all()):
+        """Warn (naming the step) and maybe request a stop when ``finite`` is false."""
+        if finite:
             return False
         action = (
             "stopping training (analysis.stop_on_nan=true)"
@@ -225,18 +330,31 @@ class _AnalysisCallback(Callback):
     def on_save_checkpoint(
         self, trainer: Trainer, pl_module: LightningModule, checkpoint: dict[str, Any]
     ) -> None:
+        self.executor.drain()  # already done by state_dict(), which Lightning calls first
         self._flush_all(trainer)  # the folder matches what the checkpoint holds
 
     def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self.executor.drain()
         self._flush_all(trainer)
+        self.executor.shutdown()
 
     def on_exception(
         self, trainer: Trainer, pl_module: LightningModule, exception: BaseException
     ) -> None:
+        self.executor.drain(raise_errors=False)  # keep what was computed; do not mask `exception`
         self._flush_all(trainer)
+        self.executor.shutdown()
+
+    def teardown(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        if self._executor is not None:
+            self._executor.shutdown()
 
     # -- resume ---------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
+        # Lightning takes the callbacks' state before calling on_save_checkpoint: every row up to
+        # the checkpoint's step must be applied now.
+        if self._executor is not None:
+            self._executor.drain()
         return {
             "rows": {int(s): dict(r) for s, r in self.rows.items()},
             "last_step": self._last_step,
@@ -282,8 +400,14 @@ class HeadDynamicsCallback(_AnalysisCallback):
         max_snapshots: int = 128,
         out_dir: str | Path | None = None,
         stop_on_nan: bool = _DEFAULTS.stop_on_nan,
+        background: bool | str = _DEFAULTS.background,
     ) -> None:
-        super().__init__(every_n_steps=every_n_steps, out_dir=out_dir, stop_on_nan=stop_on_nan)
+        super().__init__(
+            every_n_steps=every_n_steps,
+            out_dir=out_dir,
+            stop_on_nan=stop_on_nan,
+            background=background,
+        )
         if trajectory_every < 1 or max_snapshots < 2:
             raise ValueError("trajectory_every must be >= 1 and max_snapshots >= 2")
         self.trajectory_every = trajectory_every
@@ -315,20 +439,22 @@ class HeadDynamicsCallback(_AnalysisCallback):
         self._sync(trainer)
 
     def _log_head(self, trainer: Trainer, pl_module: LightningModule, step: int) -> None:
-        weight = head_matrix(pl_module, who=type(self).__name__).to("cpu", torch.float64)
-        stats = M.head_stats(weight)
-        names = [f"head/{k}" for k in stats.scalars()]
-        self._non_finite(trainer, step, "the prediction head matrix", weight, names)
-        self._record(trainer, step, {f"head/{k}": v for k, v in stats.scalars().items()})
+        weight = head_matrix(pl_module, who=type(self).__name__)
+        apply = functools.partial(self._apply_head, trainer, step)
+        self._dispatch(step, (weight,), _copy64, _head_job, apply)
+
+    def _apply_head(self, trainer: Trainer, step: int, result: _HeadResult) -> None:
+        names = [f"head/{k}" for k in result.scalars]
+        self._report_non_finite(trainer, step, "the prediction head matrix", result.finite, names)
         self._stat_steps.append(step)
-        self._sym_eigs.append(stats.sym_eigenvalues.numpy().astype(np.float32))
+        self._sym_eigs.append(result.sym_eigenvalues)
         if self._n_points % self._stride == 0:
-            delta = weight - torch.eye(weight.shape[0], dtype=weight.dtype)
-            self._snapshots.append((self._n_points, step, delta.numpy().astype(np.float16)))
+            self._snapshots.append((self._n_points, step, result.delta))
             if len(self._snapshots) > self.max_snapshots:
                 self._stride *= 2
                 self._snapshots = [s for s in self._snapshots if s[0] % self._stride == 0]
         self._n_points += 1
+        self._record(trainer, step, {f"head/{k}": v for k, v in result.scalars.items()})
 
     def _arrays(self) -> dict[str, Any] | None:
         if not self._stat_steps:
@@ -375,6 +501,26 @@ def _np(value: Any) -> np.ndarray:
     return value.numpy() if isinstance(value, torch.Tensor) else np.asarray(value)
 
 
+class _HeadResult(NamedTuple):
+    scalars: dict[str, float]
+    finite: bool
+    sym_eigenvalues: np.ndarray  # float32, descending
+    delta: np.ndarray  # W - I, float16
+
+
+def _head_job(weight: torch.Tensor) -> _HeadResult:
+    """Head statistics of a float64 snapshot of ``W`` (worker or inline)."""
+    w = weight.to("cpu", torch.float64)
+    stats = M.head_stats(w)
+    delta = w - torch.eye(w.shape[0], dtype=w.dtype)
+    return _HeadResult(
+        stats.scalars(),
+        _finite(w),
+        stats.sym_eigenvalues.numpy().astype(np.float32),
+        delta.numpy().astype(np.float16),
+    )
+
+
 # ---------------------------------------------------------------------------------------------
 def _has_validation(trainer: Trainer, pl_module: LightningModule) -> bool:
     """Whether this fit runs validation batches (for ``source="auto"``)."""
@@ -416,8 +562,14 @@ class EmbeddingSpectrumCallback(_AnalysisCallback):
         seed: int = _DEFAULTS.seed,
         out_dir: str | Path | None = None,
         stop_on_nan: bool = _DEFAULTS.stop_on_nan,
+        background: bool | str = _DEFAULTS.background,
     ) -> None:
-        super().__init__(every_n_steps=every_n_steps, out_dir=out_dir, stop_on_nan=stop_on_nan)
+        super().__init__(
+            every_n_steps=every_n_steps,
+            out_dir=out_dir,
+            stop_on_nan=stop_on_nan,
+            background=background,
+        )
         if source not in ("auto", "val", "train"):
             raise ValueError(f"source must be 'auto', 'val' or 'train', got {source!r}")
         if not embeddings:
@@ -548,37 +700,43 @@ class EmbeddingSpectrumCallback(_AnalysisCallback):
             values = None if queue is None else queue.values()
             if values is not None and len(values) > 0:
                 gathered[name] = gather_rows(values, pl_module.all_gather, world)
-        if trainer.is_global_zero:
-            for name, rows in gathered.items():
-                self._compute_one(trainer, step, name, _for_compute(rows))
-            if gathered:
-                self._steps.append(step)
-                for name in self.embeddings:
-                    if name not in gathered:
-                        self._spectra[name].append(np.zeros(0, dtype=np.float32))
+        if trainer.is_global_zero and gathered:
+            names = tuple(gathered)
+            sizes = tuple(int(r.shape[0]) for r in gathered.values())
+            for name, (n, d) in zip(names, (tuple(r.shape) for r in gathered.values())):
+                if n < d:
+                    self._warn_once(
+                        f"capped-{name}",
+                        f"step {step}: only {n} samples for '{name}' of dimension {d}: the rank "
+                        f"estimate (RankMe) is capped at {n}; raise analysis.queue_size",
+                    )
+            finish = functools.partial(
+                _spectrum_job,
+                names=names,
+                sizes=sizes,
+                rankme_eps=self.rankme_eps,
+                alpha_fit_range=self.alpha_fit_range,
+            )
+            apply = functools.partial(self._apply_spectra, trainer, step)
+            self._dispatch(step, tuple(gathered.values()), _gram_parts_of_each, finish, apply)
         if self.stop_on_nan:
             self._broadcast_stop(trainer)
 
-    def _compute_one(self, trainer: Trainer, step: int, name: str, z: torch.Tensor) -> None:
-        n, d = z.shape
-        if n < d:
-            self._warn_once(
-                f"capped-{name}",
-                f"step {step}: only {n} samples for '{name}' of dimension {d}: the rank estimate "
-                f"(RankMe) is capped at {n}; raise analysis.queue_size",
+    def _apply_spectra(self, trainer: Trainer, step: int, results: dict[str, _Spectrum]) -> None:
+        values: dict[str, float] = {}
+        for name, result in results.items():
+            keys = [f"rankme/{name}", f"alpha_req/{name}"]
+            what = f"the '{name}' embeddings queue"
+            self._report_non_finite(trainer, step, what, result.finite, keys)
+            values.update(
+                {keys[0]: result.rankme, keys[1]: result.alpha_req, f"n_samples/{name}": result.n}
             )
-        keys = [f"rankme/{name}", f"alpha_req/{name}"]
-        if self._non_finite(trainer, step, f"the '{name}' embeddings queue", z, keys):
-            values = {k: math.nan for k in keys}
-            spectrum = torch.full((d,), math.nan, dtype=torch.float64)
-        else:
-            svals, spectrum = M.gram_spectra(z)
-            values = {
-                keys[0]: float(M.rankme_from_singular_values(svals, self.rankme_eps)),
-                keys[1]: float(M.alpha_req_from_spectrum(spectrum, self.alpha_fit_range)),
-            }
-        values[f"n_samples/{name}"] = float(n)
-        self._spectra[name].append(spectrum.cpu().numpy().astype(np.float32))
+        self._steps.append(step)
+        for name in self.embeddings:
+            result = results.get(name)
+            self._spectra[name].append(
+                result.spectrum if result is not None else np.zeros(0, dtype=np.float32)
+            )
         self._record(trainer, step, values)
 
     def _arrays(self) -> dict[str, Any] | None:
@@ -617,6 +775,46 @@ class EmbeddingSpectrumCallback(_AnalysisCallback):
         self._spectra = {e: [_np(s) for s in spectra.get(e, [])] for e in self.embeddings}
 
 
+class _Spectrum(NamedTuple):
+    finite: bool
+    rankme: float
+    alpha_req: float
+    n: float
+    spectrum: np.ndarray  # float32, descending (NaN: non-finite data)
+
+
+def _gram_parts_of_each(*rows: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    return [M.gram_parts(r) for r in rows]
+
+
+def _spectrum_job(
+    parts: list[tuple[torch.Tensor, torch.Tensor]],
+    *,
+    names: tuple[str, ...],
+    sizes: tuple[int, ...],
+    rankme_eps: float,
+    alpha_fit_range: tuple[float, float],
+) -> dict[str, _Spectrum]:
+    """RankMe, alpha-ReQ and the covariance spectrum from each queue's Gram matrix."""
+    out: dict[str, _Spectrum] = {}
+    for name, (gram, mean), n in zip(names, parts, sizes):
+        gram, mean = _for_compute(gram), _for_compute(mean)
+        d = gram.shape[0]
+        if _finite(gram, mean):
+            svals, spectrum = M.spectra_from_gram(gram, mean, n)
+            rank = float(M.rankme_from_singular_values(svals, rankme_eps))
+            alpha = float(M.alpha_req_from_spectrum(spectrum, alpha_fit_range))
+            out[name] = _Spectrum(True, rank, alpha, float(n), _f32(spectrum))
+        else:
+            nans = np.full(d, np.nan, dtype=np.float32)
+            out[name] = _Spectrum(False, math.nan, math.nan, float(n), nans)
+    return out
+
+
+def _f32(x: torch.Tensor) -> np.ndarray:
+    return x.cpu().numpy().astype(np.float32)
+
+
 # ---------------------------------------------------------------------------------------------
 class CollapseMonitorCallback(_AnalysisCallback):
     """Logs ``collapse_std/<e>`` of the current training batch every ``every_n_steps``; warns
@@ -641,8 +839,14 @@ class CollapseMonitorCallback(_AnalysisCallback):
         stop: bool = _DEFAULTS.collapse.stop,
         out_dir: str | Path | None = None,
         stop_on_nan: bool = _DEFAULTS.stop_on_nan,
+        background: bool | str = _DEFAULTS.background,
     ) -> None:
-        super().__init__(every_n_steps=every_n_steps, out_dir=out_dir, stop_on_nan=stop_on_nan)
+        super().__init__(
+            every_n_steps=every_n_steps,
+            out_dir=out_dir,
+            stop_on_nan=stop_on_nan,
+            background=background,
+        )
         self.embeddings = tuple(embeddings)
         self.monitor = monitor if monitor in self.embeddings else self.embeddings[0]
         self.threshold = threshold
@@ -669,6 +873,7 @@ class CollapseMonitorCallback(_AnalysisCallback):
         if self._due(trainer):
             step = trainer.global_step
             self._last_step = step
+            gathered: dict[str, torch.Tensor] = {}
             for name in self.embeddings:
                 rows = embeddings_from(outputs, name)
                 if rows is None:
@@ -678,20 +883,34 @@ class CollapseMonitorCallback(_AnalysisCallback):
                         "embeddings (see solo_offdiag.analysis.protocol); skipped",
                     )
                     continue
-                rows = gather_rows(rows.float(), pl_module.all_gather, trainer.world_size)
-                if trainer.is_global_zero:
-                    self._check(trainer, step, name, _for_compute(rows))
+                gathered[name] = gather_rows(rows.float(), pl_module.all_gather, trainer.world_size)
+            if trainer.is_global_zero and gathered:
+                dims = {name: int(r.shape[1]) for name, r in gathered.items()}
+                apply = functools.partial(self._apply_checks, trainer, step, dims)
+                self._dispatch(
+                    step, tuple(gathered.values()), _collapse_std_of_each, _floats, apply
+                )
             if self.stop or self.stop_on_nan:
                 self._broadcast_stop(trainer)
         self._sync(trainer)
 
-    def _check(self, trainer: Trainer, step: int, name: str, z: torch.Tensor) -> None:
+    @property
+    def requests_stop(self) -> bool:
+        return self.stop or self.stop_on_nan
+
+    def _apply_checks(
+        self, trainer: Trainer, step: int, dims: dict[str, int], results: list[tuple[float, bool]]
+    ) -> None:
+        for (name, dim), (value, finite) in zip(dims.items(), results):
+            self._check(trainer, step, name, dim, value, finite)
+
+    def _check(
+        self, trainer: Trainer, step: int, name: str, dim: int, value: float, finite: bool
+    ) -> None:
         key = f"collapse_std/{name}"
-        if self._non_finite(trainer, step, f"the '{name}' embeddings", z, [key]):
+        if self._report_non_finite(trainer, step, f"the '{name}' embeddings", finite, [key]):
             value = math.nan
-        else:
-            value = float(M.collapse_std(z))
-        threshold = self.threshold_for(z.shape[1])
+        threshold = self.threshold_for(dim)
         self._record(trainer, step, {key: value, f"collapse_threshold/{name}": threshold})
         if name != self.monitor:
             return
@@ -705,7 +924,7 @@ class CollapseMonitorCallback(_AnalysisCallback):
             action = "stopping training (collapse.stop=true)" if self.stop else "training continues"
             _warn(
                 f"step {step}: collapse of '{name}': {key} stayed under {threshold:.3g} for "
-                f"{self.patience} checks in a row ({seen}); healthy is ~{1 / math.sqrt(z.shape[1]):.3g}; "
+                f"{self.patience} checks in a row ({seen}); healthy is ~{1 / math.sqrt(dim):.3g}; "
                 f"{action}"
             )
             if self.stop:
@@ -717,6 +936,15 @@ class CollapseMonitorCallback(_AnalysisCallback):
     def _load_extra_state(self, state: dict[str, Any]) -> None:
         self._below = [(int(s), float(v)) for s, v in state.get("below", [])]
         self._alarmed = bool(state.get("alarmed", False))
+
+
+def _collapse_std_of_each(*rows: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Device-side: (collapse std, all finite) per embedding, as 0-d tensors (no host sync)."""
+    return [(M.collapse_std(r), torch.isfinite(r).all()) for r in rows]
+
+
+def _floats(parts: list[tuple[torch.Tensor, torch.Tensor]]) -> list[tuple[float, bool]]:
+    return [(float(value), bool(finite)) for value, finite in parts]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -742,8 +970,14 @@ class EigenAlignmentCallback(_AnalysisCallback):
         embedding: str = "z",
         out_dir: str | Path | None = None,
         stop_on_nan: bool = _DEFAULTS.stop_on_nan,
+        background: bool | str = _DEFAULTS.background,
     ) -> None:
-        super().__init__(every_n_steps=every_n_steps, out_dir=out_dir, stop_on_nan=stop_on_nan)
+        super().__init__(
+            every_n_steps=every_n_steps,
+            out_dir=out_dir,
+            stop_on_nan=stop_on_nan,
+            background=background,
+        )
         self.embedding = embedding
         self._sum: torch.Tensor | None = None
         self._count = 0
@@ -773,37 +1007,30 @@ class EigenAlignmentCallback(_AnalysisCallback):
         if self._due(trainer) and self._sum is not None:
             step = trainer.global_step
             self._last_step = step
-            total = gather_sum(self._sum, pl_module.all_gather, trainer.world_size)
-            count = gather_sum(
-                torch.tensor(float(self._count), device=self._sum.device),
-                pl_module.all_gather,
-                trainer.world_size,
-            )
+            world = trainer.world_size
+            total = gather_sum(self._sum, pl_module.all_gather, world)
+            count: int | torch.Tensor = self._count
+            if world > 1:  # a tensor: its value is read by the worker, not here
+                count = torch.tensor(float(self._count), device=self._sum.device)
+                count = gather_sum(count, pl_module.all_gather, world)
             if trainer.is_global_zero:
-                self._align(trainer, pl_module, step, _for_compute(total) / float(count))
-            self._sum.zero_()
+                weight = head_matrix(pl_module, who=type(self).__name__)
+                apply = functools.partial(self._apply_alignment, trainer, step)
+                self._dispatch(step, (total, count, weight), _correlation, _alignment_job, apply)
+            self._sum.zero_()  # after the snapshot (stream order on a device, a clone on CPU)
             self._count = 0
             if self.stop_on_nan:
                 self._broadcast_stop(trainer)
         self._sync(trainer)
 
-    def _align(
-        self, trainer: Trainer, pl_module: LightningModule, step: int, corr: torch.Tensor
-    ) -> None:
-        weight = head_matrix(pl_module, who=type(self).__name__).to(corr.device, torch.float64)
+    def _apply_alignment(self, trainer: Trainer, step: int, result: _AlignmentResult) -> None:
         keys = ["align/mean", "align/weighted_mean", "align/commutator"]
-        self._non_finite(
-            trainer,
-            step,
-            f"the '{self.embedding}' correlation or head",
-            torch.cat([corr, weight]),
-            keys,
-        )
-        result = M.eigen_alignment(weight, corr)
-        self._record(trainer, step, {f"align/{k}": v for k, v in result.scalars().items()})
+        what = f"the '{self.embedding}' correlation or head"
+        self._report_non_finite(trainer, step, what, result.finite, keys)
         self._steps.append(step)
-        self._per_mode.append(result.per_mode.cpu().numpy().astype(np.float32))
-        self._eigvals.append(result.eigenvalues.cpu().numpy().astype(np.float32))
+        self._per_mode.append(result.per_mode)
+        self._eigvals.append(result.eigenvalues)
+        self._record(trainer, step, {f"align/{k}": v for k, v in result.scalars.items()})
 
     def _arrays(self) -> dict[str, Any] | None:
         if not self._steps:
@@ -833,6 +1060,29 @@ class EigenAlignmentCallback(_AnalysisCallback):
         self._eigvals = [_np(a) for a in state.get("eigvals", [])]
 
 
+class _AlignmentResult(NamedTuple):
+    scalars: dict[str, float]
+    finite: bool
+    per_mode: np.ndarray  # float32
+    eigenvalues: np.ndarray  # float32, descending
+
+
+def _correlation(
+    total: torch.Tensor, count: int | torch.Tensor, weight: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Device-side float64 snapshots: ``F = sum z z^T / N`` and ``W``."""
+    return _copy64(total) / count, _copy64(weight)
+
+
+def _alignment_job(parts: tuple[torch.Tensor, torch.Tensor]) -> _AlignmentResult:
+    corr, weight = (_for_compute(x) for x in parts)
+    weight = weight.to(corr.device)
+    result = M.eigen_alignment(weight, corr)
+    return _AlignmentResult(
+        result.scalars(), _finite(corr, weight), _f32(result.per_mode), _f32(result.eigenvalues)
+    )
+
+
 # ---------------------------------------------------------------------------------------------
 def build_callbacks(
     cfg: AnalysisConfig, *, head_is_linear: bool, out_dir: str | None = None
@@ -857,6 +1107,7 @@ def build_callbacks(
         "every_n_steps": cfg.every_n_steps,
         "out_dir": directory,
         "stop_on_nan": cfg.stop_on_nan,
+        "background": cfg.background,
     }
     callbacks: list[Callback] = []
     skipped = []

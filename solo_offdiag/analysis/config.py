@@ -68,3 +68,12 @@ class AnalysisConfig:
         },
     )
     seed: int = field(default=0, metadata={"check": non_negative, "allowed": "an integer >= 0"})
+    #: compute the metrics in one background worker thread (true), on the training thread
+    #: (false), or "auto": in the background when training runs on CUDA, inline on the CPU (where
+    #: a worker competes with training for the same cores). Callbacks that may stop training
+    #: (stop_on_nan, collapse.stop) always compute inline, so the stop happens at its step.
+    background: bool | Literal["auto"] = "auto"
+
+    def __post_init__(self) -> None:
+        if not (self.background is True or self.background is False or self.background == "auto"):
+            raise ValueError(f"background: got {self.background!r}; allowed: 'auto', true or false")

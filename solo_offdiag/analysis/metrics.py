@@ -12,6 +12,8 @@ collapse_std        ``mean_j std_i(z_ij / ||z_i||)``; ~``1/sqrt(d)`` healthy, 0 
 rankme              ``exp(-sum_k p_k log p_k)``, ``p_k = s_k / sum s + eps``, ``s`` = svals of Z
 singular_spectrum   eigenvalues (= singular values) of the covariance ``C``, descending
 alpha_req           ``alpha`` of the least-squares fit ``log l_i = c - alpha log i`` on C's bulk
+gram_parts,         ``Z^T Z`` and the mean on ``Z``'s device, then both spectra from those
+spectra_from_gram   ``d x d`` matrices (how the callbacks split device and host work)
 head_stats          ``||W - I||_F``, off-diagonal size, asymmetry, sym. eigenvalues, condition nr.
 eigen_alignment     per-mode ``|u_j^T W u_j| / ||W u_j||`` for eigenvectors ``u_j`` of ``F``, and
                     the normalised commutator ``||WF - FW||_F / (||W||_F ||F||_F)``
@@ -34,12 +36,14 @@ __all__ = [
     "correlation_matrix",
     "covariance_matrix",
     "eigen_alignment",
+    "gram_parts",
     "gram_spectra",
     "head_stats",
     "rankme",
     "rankme_from_singular_values",
     "singular_spectrum",
     "singular_values",
+    "spectra_from_gram",
 ]
 
 #: Garrido et al. (2023) add a small constant to every normalised singular value.
@@ -124,6 +128,39 @@ def singular_spectrum(z: torch.Tensor) -> torch.Tensor:
     return torch.linalg.eigvalsh(cov).clamp_min(0.0).flip(0)
 
 
+def gram_parts(z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(Z^T Z, mean of the rows)`` in float64, on ``z``'s device: everything the spectra need.
+
+    One ``O(N d^2)`` matmul in float64 (not float32: the covariance below is ``Z^T Z / N - mu
+    mu^T``, and ReLU features have a large common mean, so float32 would cancel away the small
+    eigenvalues; TF32 settings do not apply to float64). On a GPU this is a few kernel launches
+    without host synchronisation, and it leaves only ``d x d`` data for the host (see
+    :func:`spectra_from_gram`). A non-finite ``z`` gives a non-finite Gram matrix.
+    """
+    z = _embeddings(z)
+    return z.T @ z, z.mean(dim=0)
+
+
+def spectra_from_gram(
+    gram: torch.Tensor, mean: torch.Tensor, n: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(singular_values(z), singular_spectrum(z))`` from ``gram_parts(z)`` of ``n`` rows.
+
+    ``C = (Z^T Z - N mu mu^T) / N``; only the two ``d x d`` eigenvalue problems are solved (in
+    float64, on ``gram``'s device). The singular values are cut to ``min(n, d)``. Non-finite
+    input gives NaN vectors.
+    """
+    gram, mean = gram.detach().to(torch.float64), mean.detach().to(torch.float64)
+    d = gram.shape[0]
+    if not (torch.isfinite(gram).all() and torch.isfinite(mean).all()):
+        nans = torch.full((d,), math.nan, dtype=torch.float64, device=gram.device)
+        return nans[: min(n, d)], nans
+    cov = (gram - n * torch.outer(mean, mean)) / n
+    svals = torch.linalg.eigvalsh(gram).clamp_min(0.0).flip(0)[: min(n, d)].sqrt()
+    spectrum = torch.linalg.eigvalsh((cov + cov.T) / 2).clamp_min(0.0).flip(0)
+    return svals, spectrum
+
+
 def gram_spectra(z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """``(singular_values(z), singular_spectrum(z))`` from one ``d x d`` Gram matrix (``N >= d``).
 
@@ -134,12 +171,7 @@ def gram_spectra(z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     n, d = z.shape
     if n < d or not torch.isfinite(z).all():
         return singular_values(z), singular_spectrum(z)
-    gram = z.T @ z
-    mean = z.mean(dim=0)
-    cov = (gram - n * torch.outer(mean, mean)) / n
-    svals = torch.linalg.eigvalsh(gram).clamp_min(0.0).flip(0).sqrt()
-    spectrum = torch.linalg.eigvalsh((cov + cov.T) / 2).clamp_min(0.0).flip(0)
-    return svals, spectrum
+    return spectra_from_gram(*gram_parts(z), n)
 
 
 def rankme_from_singular_values(s: torch.Tensor, eps: float = RANKME_EPS) -> torch.Tensor:
@@ -255,6 +287,9 @@ def head_stats(weight: torch.Tensor) -> HeadStats:
     n_off = d * (d - 1)
     abs_off = off.abs()
     norm = torch.linalg.matrix_norm(w)
+    # Two different matrices, so no decomposition is redundant: svdvals(W) for the condition
+    # number (eigvalsh(W^T W) is ~25% cheaper but squares it, losing sigma_min beyond ~1e8) and
+    # eigvalsh of the symmetric part.
     svals = torch.linalg.svdvals(w)
     return HeadStats(
         dist_identity=torch.linalg.matrix_norm(w - eye),

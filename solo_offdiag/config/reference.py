@@ -36,6 +36,7 @@ DESCRIPTIONS: dict[str, str] = {
     "analysis.head_dynamics": "log head statistics and keep the head trajectory",
     "analysis.spectrum": "RankMe, alpha-ReQ and the singular spectrum",
     "analysis.alignment": "eigen-alignment of the head with the feature correlation",
+    "analysis.background": "compute the metrics in one background thread (`true`), on the training thread (`false`) or `auto` (background on CUDA, inline on CPU); callbacks that may stop training always compute inline",
     "analysis.collapse.enabled": "collapse monitor on the collapse std",
     "analysis.collapse.threshold": "absolute threshold; null = relative_threshold / sqrt(d)",
     "analysis.collapse.relative_threshold": "threshold relative to the healthy 1/sqrt(d)",

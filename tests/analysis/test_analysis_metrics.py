@@ -207,3 +207,24 @@ def test_gram_spectra_match_the_separate_functions():
     assert torch.allclose(spectrum, M.singular_spectrum(z), rtol=1e-6, atol=1e-9)
     small = torch.randn(5, 20, dtype=torch.float64)  # N < d: the fallback
     assert torch.equal(M.gram_spectra(small)[1], M.singular_spectrum(small))
+
+
+def test_spectra_from_gram_match_the_separate_functions_and_cut_to_min_n_d():
+    z = torch.randn(300, 20, dtype=torch.float64) * torch.linspace(0.1, 3, 20) + 2.0
+    svals, spectrum = M.spectra_from_gram(*M.gram_parts(z), 300)
+    assert torch.allclose(svals, M.singular_values(z), rtol=1e-8, atol=1e-8)
+    assert torch.allclose(spectrum, M.singular_spectrum(z), rtol=1e-6, atol=1e-9)
+    small = torch.randn(5, 20, dtype=torch.float64)  # N < d: N singular values, d eigenvalues
+    svals, spectrum = M.spectra_from_gram(*M.gram_parts(small), 5)
+    assert svals.shape == (5,) and spectrum.shape == (20,)
+    assert torch.allclose(svals, M.singular_values(small), rtol=1e-8, atol=1e-8)
+    assert torch.allclose(spectrum, M.singular_spectrum(small), rtol=1e-6, atol=1e-9)
+    k = 4  # RankMe of k equal singular values is k, through the Gram path too
+    eye = torch.eye(k, 10, dtype=torch.float64)
+    assert float(M.rankme_from_singular_values(M.spectra_from_gram(*M.gram_parts(eye), k)[0])) == (
+        pytest.approx(k, rel=1e-5)
+    )
+    bad = z.clone()
+    bad[3, 4] = float("nan")
+    svals, spectrum = M.spectra_from_gram(*M.gram_parts(bad), 300)
+    assert torch.isnan(svals).all() and torch.isnan(spectrum).all()
