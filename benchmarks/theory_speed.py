@@ -1,11 +1,17 @@
-"""Simulated SGD steps per second of the theory model: one run vs a batch of runs (same process).
+"""Simulated SGD steps per second of the theory model (solo_offdiag.theory), baselines in the same run.
 
-    python benchmarks/theory_speed.py --batch 16 --steps 500
+Prints, for the default-preset model (m = 2) batched over ``--batch`` runs: the hand-written
+backward (what ``solo-offdiag theory`` uses) against the autograd reference (also with torch's default
+CPU thread count, the previous code path), and a batch of 1 against the batch. ``steps/s`` counts batched steps (all runs advance together), ``run-steps/s``
+counts ``steps/s x runs``. Also times the m = 64 head of ``f_wide_head``.
+
+    python benchmarks/theory_speed.py --batch 16 --steps 300
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import time
 
 import torch
@@ -13,28 +19,45 @@ import torch
 from solo_offdiag.theory import TheoryConfig, seeds_of, simulate_batch
 
 
-def _rate(cfgs: list[TheoryConfig], device: str) -> float:
-    simulate_batch([c.replace(steps=5) for c in cfgs], device=device)  # warm-up
+def _rate(cfgs: list[TheoryConfig], device: str, grad: str, threads: int | None = 1) -> tuple[float, float]:
+    simulate_batch([c.replace(steps=10) for c in cfgs], device=device, grad=grad, threads=threads)  # warm-up
     start = time.perf_counter()
-    simulate_batch(cfgs, device=device)
-    return cfgs[0].steps * len(cfgs) / (time.perf_counter() - start)
+    simulate_batch(cfgs, device=device, grad=grad, threads=threads)
+    steps_per_s = cfgs[0].steps / (time.perf_counter() - start)
+    return steps_per_s, steps_per_s * len(cfgs)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--batch", type=int, default=16, help="runs (seeds) simulated together")
-    parser.add_argument("--steps", type=int, default=500, help="SGD steps per run")
-    parser.add_argument("--d", type=int, default=128)
-    parser.add_argument("--m", type=int, default=2)
+    parser.add_argument("--steps", type=int, default=300, help="SGD steps per run")
+    parser.add_argument("--d", type=int, default=64)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--sampler", default="projected", choices=("projected", "full"))
     args = parser.parse_args()
-    cfg = TheoryConfig(d=args.d, m=args.m, steps=args.steps, log_every=100, sampler=args.sampler)
-    single = _rate([cfg], args.device)
-    batched = _rate(seeds_of(cfg, args.batch), args.device)
-    print(f"device={args.device} d={args.d} m={args.m} N={cfg.batch_size} sampler={args.sampler}")
-    print(f"single run : {single:10.0f} run-steps/s")
-    print(f"batch of {args.batch:<3}: {batched:10.0f} run-steps/s  (x{batched / single:.1f} vs single)")
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    cfg = TheoryConfig(d=args.d, steps=args.steps, log_every=20)
+    print(f"device={args.device} d={args.d} N={cfg.batch_size} steps={args.steps} "
+          f"load(1 min)={load:.2f} torch={torch.__version__}")
+    print("(rows run with 1 torch thread, as simulate_batch does on CPU, unless 'thr' says otherwise;\n"
+          " the first row is the previous code path: autograd with torch's default thread count)")
+    print(f"{'case':<38} {'steps/s':>9} {'run-steps/s':>12}")
+    rows = [
+        (f"m=2, batch {args.batch}, autograd, {torch.get_num_threads()} thr", seeds_of(cfg, args.batch), "autograd", None),
+        ("m=2, batch 1, autograd", [cfg], "autograd"),
+        ("m=2, batch 1, analytic", [cfg], "analytic"),
+        (f"m=2, batch {args.batch}, autograd", seeds_of(cfg, args.batch), "autograd"),
+        (f"m=2, batch {args.batch}, analytic", seeds_of(cfg, args.batch), "analytic"),
+        ("m=64 (f_wide_head), batch 2, autograd", seeds_of(cfg.replace(m=64, head_start=None), 2), "autograd"),
+        ("m=64 (f_wide_head), batch 2, analytic", seeds_of(cfg.replace(m=64, head_start=None), 2), "analytic"),
+    ]
+    rates = {}
+    for name, cfgs, grad, *threads in rows:
+        rates[name] = _rate(cfgs, args.device, grad, *threads)
+        print(f"{name:<38} {rates[name][0]:9.0f} {rates[name][1]:12.0f}")
+    b = f"m=2, batch {args.batch}"
+    print(f"analytic vs autograd (batch {args.batch}): x{rates[b + ', analytic'][0] / rates[b + ', autograd'][0]:.1f}; "
+          f"batch {args.batch} vs batch 1 (analytic, run-steps/s): "
+          f"x{rates[b + ', analytic'][1] / rates['m=2, batch 1, analytic'][1]:.1f}")
 
 
 if __name__ == "__main__":

@@ -79,13 +79,14 @@ class TheoryConfig:
     # --- optimisation ---------------------------------------------------------------------
     batch_size: int = _f(128, "samples N per SGD step (fresh samples every step: online SGD)",
                          lambda v: v >= 2, ">= 2")
-    steps: int = _f(3000, "SGD steps", *_POS)
+    steps: int = _f(6000, "SGD steps", *_POS)
     eta: float = _f(0.03, "learning rate of W", *_POS)
-    eta_E: float = _f(0.03, "learning rate of the off-diagonal entries of E", *_NONNEG)
+    eta_E: float = _f(0.09, "learning rate of the off-diagonal entries of E (default 3 x eta: a "
+                      "departure from the paper's eta_E << eta, docs/theory.md)", *_NONNEG)
     init_std: float = _f(0.0, "std of the Gaussian init of W per coordinate; 0 means 1/sqrt(d)",
                          *_NONNEG)
     head_start: float | None = _f(
-        0.5, "initial cosine of neuron 1 with v1 (None: no head start, purely random init)",
+        0.7, "initial cosine of neuron 1 with v1 (None: no head start, purely random init)",
         lambda v: 0 <= v < 1, "in [0, 1) or null")
     init_balance: bool = _f(
         True,

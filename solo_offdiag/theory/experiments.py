@@ -11,6 +11,7 @@ Examples:
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import math
@@ -46,7 +47,7 @@ __all__ = [
 #: for tests and CI (claims are not expected to pass there).
 PRESETS: dict[str, dict[str, Any]] = {
     "default": {"seeds": 8, "overrides": {}},
-    "smoke": {"seeds": 4, "overrides": {"d": 32, "steps": 1000, "log_every": 10, "batch_size": 64}},
+    "smoke": {"seeds": 4, "overrides": {"d": 32, "steps": 2000, "log_every": 10}},
 }
 
 
@@ -246,13 +247,14 @@ def _figures_for_arms(ctx: Context, results: dict[str, Any], stem: str, title: s
     from solo_offdiag.theory import plots
 
     names = []
-    trajs, phs, titles = [], [], []
+    trajs, phs, titles, arm_of = [], [], [], []
     for arm, res in results.items():
         for i, r in enumerate(res["runs"]):
             trajs.append(res["traj"].arm(i))
             phs.append(r)
             titles.append(f"{arm}, seed {r['seed']}")
-    fig = plots.plot_grid(trajs, phs, titles, title)
+            arm_of.append(arm)
+    fig = plots.plot_grid(trajs, phs, titles, title, arms=arm_of)
     plots.save(fig, ctx.out_dir / f"{stem}_grid.png")
     names.append(f"{stem}_grid.png")
     for arm, res in results.items():
@@ -365,13 +367,14 @@ def _exp_e(ctx: Context) -> dict[str, Any]:
     }
     figs = []
     if np.isfinite(t1_slope):
-        fig = plots.plot_scaling(d_axis, t1_med, t1_slope, t1_icpt, "d", "T1 (steps)",
-                                 "phase I length vs dimension", points=(d_all, t1))
+        fig = plots.plot_scaling(d_axis, t1_med, t1_slope, t1_icpt, "dimension d", "T1 (SGD steps)",
+                                 "phase I length vs dimension (no head start)", points=(d_all, t1),
+                                 target=criteria.T1_SLOPE_TARGET)
         plots.save(fig, ctx.out_dir / "t1_vs_d.png")
         figs.append("t1_vs_d.png")
     if np.isfinite(peak_slope):
-        fig = plots.plot_scaling(sq, peaks, peak_slope, peak_icpt, "sqrt(eta_E / eta)", "peak |E21|",
-                                 "substitution peak vs learning-rate ratio")
+        fig = plots.plot_scaling(sq, peaks, peak_slope, peak_icpt, "sqrt(eta_E / eta)", "peak |E21| (median)",
+                                 "substitution peak vs learning-rate ratio", target=criteria.PEAK_SLOPE_TARGET)
         plots.save(fig, ctx.out_dir / "e21_peak_vs_lr_ratio.png")
         figs.append("e21_peak_vs_lr_ratio.png")
     atomic_write_text(ctx.out_dir / "t1_vs_d.csv", _csv([{"d": d, "t1_median": t} for d, t in zip(d_axis, t1_med)]))
@@ -404,24 +407,40 @@ def _exp_f(ctx: Context) -> dict[str, Any]:
     return summary
 
 
-#: One-at-a-time sensitivity sweep around the base config (docs/theory.md, "Sensitivity").
-SENSITIVITY = {
-    "alpha2": (0.6, 0.7, 0.9),
-    "noise_std": (0.14, 0.25),
-    "eta_E": (0.01, 0.1),
-    "d": (32, 128),
-    "head_start": (0.3,),
-    "init_balance": (False,),
+#: One-at-a-time sensitivity grid around the base config (docs/theory.md, "Sensitivity"):
+#: feature gap alpha2/alpha1 (alpha1 = 1), noise, eta_E/eta, dimension, head start, init.
+SENSITIVITY: dict[str, dict[str, tuple[Any, ...]]] = {
+    "default": {
+        "alpha2": (0.6, 0.7, 0.9),
+        "noise_std": (0.12, 0.25),
+        "eta_E_over_eta": (1 / 3, 1.0, 10.0),
+        "d": (32, 128),
+        "head_start": (0.3, 0.5),
+        "init_balance": (False,),
+    },
+    "smoke": {"alpha2": (0.6,), "eta_E_over_eta": (1 / 3,)},
 }
 
 
-@register_experiment("g_sensitivity", "one-at-a-time sensitivity sweep (not in `all`; slow)", in_all=False)
+def _variant(base: TheoryConfig, key: str, value: Any) -> TheoryConfig:
+    if key == "eta_E_over_eta":
+        return base.replace(eta_E=base.eta * value)
+    return base.replace(**{key: value})
+
+
+def _c4_pass(run: dict[str, Any]) -> bool:
+    """One run passes C4's per-seed test: both features in different neurons and E returned."""
+    return bool(criteria.both_features_separated(run["final_alignment"]) and run.get("t_return") is not None)
+
+
+@register_experiment("g_sensitivity", "one-at-a-time sensitivity grid: trainable vs fixed head (not in `all`)",
+                     in_all=False)
 def _exp_g(ctx: Context) -> dict[str, Any]:
     base = ctx.base()
     variants: dict[str, TheoryConfig] = {"base": base}
-    for key, values in SENSITIVITY.items():
+    for key, values in SENSITIVITY[ctx.preset].items():
         for v in values:
-            variants[f"{key}={v}"] = base.replace(**{key: v})
+            variants[f"{key}={v:.3g}" if isinstance(v, float) else f"{key}={v}"] = _variant(base, key, v)
     arms: dict[str, list[TheoryConfig]] = {}
     for label, cfg in variants.items():
         arms[f"{label}|trainable"] = seeds_of(cfg, ctx.seeds)
@@ -429,18 +448,26 @@ def _exp_g(ctx: Context) -> dict[str, Any]:
     results = _run_arms(ctx, arms, "g")
     table = []
     for label in variants:
-        tr = _aggregate(results[f"{label}|trainable"]["runs"])
-        fx = _aggregate(results[f"{label}|fixed"]["runs"])
+        tr_runs, fx_runs = results[f"{label}|trainable"]["runs"], results[f"{label}|fixed"]["runs"]
+        tr, fx = _aggregate(tr_runs), _aggregate(fx_runs)
         table.append({
             "variant": label,
+            "seeds": len(tr_runs),
             "trainable_both_separated": tr["fraction_both_separated"],
-            "trainable_v2_learned": tr["fraction_v2_learned"],
-            "trainable_median_t_v2": tr["median_t_v2"],
-            "trainable_median_abs_e21_peak": tr["median_abs_e21_peak"],
+            "fixed_both_separated": fx["fraction_both_separated"],
+            "trainable_c4_pass": sum(_c4_pass(r) for r in tr_runs) / max(len(tr_runs), 1),
             "fixed_collapsed_on_v1": fx["fraction_collapsed_on_v1"],
-            "fixed_v2_learned": fx["fraction_v2_learned"],
+            "trainable_median_abs_e21_peak": tr["median_abs_e21_peak"],
+            "trainable_median_t_v2": tr["median_t_v2"],
         })
     atomic_write_text(ctx.out_dir / "sensitivity.csv", _csv(table))
+    md = ["| variant | trainable: both separated | trainable: C4 run test | fixed I: both separated "
+          "| fixed I: all on v1 | median peak abs E21 |", "|---|---|---|---|---|---|"]
+    n = ctx.seeds
+    md += [f"| {r['variant']} | {round(r['trainable_both_separated'] * n)}/{n} | {round(r['trainable_c4_pass'] * n)}/{n} "
+           f"| {round(r['fixed_both_separated'] * n)}/{n} | {round(r['fixed_collapsed_on_v1'] * n)}/{n} "
+           f"| {r['trainable_median_abs_e21_peak']:.2f} |" for r in table]
+    atomic_write_text(ctx.out_dir / "sensitivity.md", "\n".join(md) + "\n")
     summary = _write_common(ctx, "g_sensitivity", results, {"sensitivity": table, "figures": []})
     return summary
 
@@ -477,10 +504,8 @@ def plan_configs(names: list[str], preset: str = "default", seeds: int | None = 
     for name in names:
         ctx = Context(out_dir=Path("."), preset=preset, device="cpu",
                       seeds=seeds if seeds is not None else PRESETS[preset]["seeds"], progress=False, plan=plan)
-        try:
+        with contextlib.suppress(_Planned):
             EXPERIMENTS[name][0](ctx)
-        except _Planned:
-            pass
     return list(dict.fromkeys(plan))
 
 

@@ -42,12 +42,15 @@ import torch
 from solo_offdiag.theory.config import STRUCTURAL_FIELDS, TheoryConfig
 
 __all__ = [
+    "CHUNK",
     "SimulationState",
     "Trajectory",
     "activation",
+    "analytic_supported",
     "batch_norm",
     "complementary_masks",
     "view_counts_pmf",
+    "gradients",
     "init_state",
     "simulate",
     "seeds_of",
@@ -126,6 +129,9 @@ class SimulationState:
     consts: dict[str, torch.Tensor]
     structure: TheoryConfig  # the shared structural fields (taken from the first arm)
     generators: list[torch.Generator]  # one per data stream (distinct (seed, d) of the arms)
+    grad: str = "auto"  # "analytic" (hand-written backward), "autograd", or "auto" (analytic if supported)
+    buffer: dict[str, torch.Tensor] | None = None  # pre-drawn samples of the current chunk of steps
+    cursor: int = 0  # next step of ``buffer`` to hand out
 
 
 # --------------------------------------------------------------------------------------------
@@ -201,7 +207,9 @@ def stream_seed(seed: int, d: int) -> int:
     return (int(seed) * 1_000_003 + int(d) * 7919 + 0x5DEECE66D) % (2**63 - 1)
 
 
-def init_state(cfgs: Sequence[TheoryConfig], device: str | torch.device = "cpu") -> SimulationState:
+def init_state(
+    cfgs: Sequence[TheoryConfig], device: str | torch.device = "cpu", grad: str = "auto"
+) -> SimulationState:
     """Initial weights (per-arm seeded: equal seeds give equal inits across switches), E = I."""
     _check_batchable(cfgs)
     first = cfgs[0]
@@ -240,6 +248,9 @@ def init_state(cfgs: Sequence[TheoryConfig], device: str | torch.device = "cpu")
         "eta_E": col([c.eta_E if c.head_trainable else 0.0 for c in cfgs]),
         "bn": torch.tensor([c.batch_norm for c in cfgs], device=device),
         "stop_gradient": torch.tensor([c.stop_gradient for c in cfgs], device=device),
+        "any_bn": any(c.batch_norm for c in cfgs),  # python flags: skip unused code paths
+        "all_bn": all(c.batch_norm for c in cfgs),
+        "all_sg": all(c.stop_gradient for c in cfgs),
         "coord_mask": (coord[None, :] < torch.tensor([c.d for c in cfgs], device=device)[:, None])
         .to(dtype),
         "offdiag_mask": 1.0 - torch.eye(m, dtype=dtype, device=device),
@@ -262,6 +273,7 @@ def init_state(cfgs: Sequence[TheoryConfig], device: str | torch.device = "cpu")
         consts=consts,
         structure=first,
         generators=generators,
+        grad=grad,
     )
 
 
@@ -273,60 +285,76 @@ def head_matrix(state: SimulationState) -> torch.Tensor:
 # --------------------------------------------------------------------------------------------
 # One SGD step
 # --------------------------------------------------------------------------------------------
-def _draw(state: SimulationState, kind: str, shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
-    """``[B, *shape]`` random numbers, arm ``b`` taking them from its own stream.
-
-    One call per distinct stream (seed, d) and tensor, not per arm: arms sharing a stream share
-    the draw. ``kind``: "rand", "randn" or "sign" (uniform on {-1, +1}).
-    """
-    dev = state.W.device
-    draws = []
-    for gen in state.generators:
-        if kind == "rand":
-            draws.append(torch.rand(shape, generator=gen, device=dev, dtype=dtype))
-        elif kind == "randn":
-            draws.append(torch.randn(shape, generator=gen, device=dev, dtype=dtype))
-        else:
-            draws.append(torch.randint(0, 2, shape, generator=gen, device=dev).to(dtype) * 2 - 1)
-    stacked = torch.stack(draws)
-    return stacked if len(draws) == 1 and stacked.shape[0] == state.W.shape[0] else stacked[state.consts["stream"]]
+#: Steps of samples drawn at once per data stream (the per-step RNG calls, one per stream and
+#: tensor, dominated the step time). A constant, so an arm's stream depends on its own
+#: (seed, d) only, never on the batch it runs in.
+CHUNK = 64
 
 
-def _draw_orth(state: SimulationState, m: int, dtype: torch.dtype) -> torch.Tensor:
-    """``[B, D, m]`` Gaussians for the orthogonal gradient part; a stream with dimension ``d``
-    draws ``[d, m]`` (zero-padded), so its draw is the same whatever the batch's largest ``d``."""
-    B, _, D = state.W.shape
-    dev = state.W.device
-    draws = []
-    for gen, d in zip(state.generators, state.consts["stream_d"]):
-        z = torch.zeros(D, m, device=dev, dtype=dtype)
-        z[:d] = torch.randn(d, m, generator=gen, device=dev, dtype=dtype)
-        draws.append(z)
-    stacked = torch.stack(draws)
-    return stacked if len(draws) == 1 and B == 1 else stacked[state.consts["stream"]]
+def _chunk_len(state: SimulationState) -> int:
+    """Steps per pre-drawn chunk: ``CHUNK`` for the ``projected`` sampler; 1 for the ``full``
+    sampler (its ``[N, P-K, d]`` noise per step is large; it is the reference the tests use)."""
+    return CHUNK if state.structure.sampler == "projected" else 1
 
 
-def _sample(state: SimulationState) -> dict[str, torch.Tensor]:
-    """One minibatch per arm: label, signed amplitude, view split, and the noise draws."""
+def _refill(state: SimulationState) -> None:
+    """Draw the next chunk of samples of every stream and gather them per arm ``[C, B, ...]``."""
     s, c = state.structure, state.consts
     B, m, D = state.W.shape
     N, P, K = s.batch_size, s.patches, s.n_feature_patches
     dev, dt = state.W.device, state.W.dtype
-    weak = _draw(state, "rand", (N,), dt) < c["p_weak"][:, None]
-    sign = _draw(state, "sign", (N,), dt)
-    amp = torch.where(weak, c["alpha2"][:, None], c["alpha1"][:, None]) * sign
-    # number of feature patches in view 1 (hypergeometric), by inverse CDF
-    u = _draw(state, "rand", (N,), dt)
+    C = _chunk_len(state)
+    rank = m * (2 if state.W_target is not None else 1)
+    cols: dict[str, list[torch.Tensor]] = {"weak_u": [], "sign": [], "u": [], "coords": [], "orth": [], "noise": []}
+    for gen, d in zip(state.generators, c["stream_d"]):
+        cols["weak_u"].append(torch.rand((C, N), generator=gen, device=dev, dtype=dt))
+        cols["sign"].append(torch.randint(0, 2, (C, N), generator=gen, device=dev).to(dt) * 2 - 1)
+        cols["u"].append(torch.rand((C, N), generator=gen, device=dev, dtype=dt))
+        if s.sampler == "projected":
+            cols["coords"].append(torch.randn((C, N, P - K, rank), generator=gen, device=dev, dtype=dt))
+            z = torch.zeros(C, D, m, device=dev, dtype=dt)
+            z[:, :d] = torch.randn((C, d, m), generator=gen, device=dev, dtype=dt)
+            cols["orth"].append(z)
+        else:
+            z = torch.zeros(C, N, P - K, D, device=dev, dtype=dt)
+            z[..., :d] = torch.randn((C, N, P - K, d), generator=gen, device=dev, dtype=dt)
+            cols["noise"].append(z)
+    idx = c["stream"]
+    same = len(state.generators) == B and bool(torch.equal(idx, torch.arange(B, device=idx.device)))
+
+    def gather(name: str) -> torch.Tensor:
+        """``[C, B, ...]`` (step-major, so that one step's slice is contiguous)."""
+        stacked = torch.stack(cols[name], dim=1)
+        return stacked if same else stacked[:, idx].contiguous()
+
+    weak = gather("weak_u") < c["p_weak"][:, None]
+    amp = torch.where(weak, c["alpha2"][:, None], c["alpha1"][:, None]) * gather("sign")
+    u = gather("u")
     n1 = torch.searchsorted(c["view_cdf"], u.contiguous(), right=True).clamp_max(K)
     noise_view1 = (torch.arange(P - K, device=dev) < (P // 2 - n1)[..., None]).to(dt)
-    batch = {"weak": weak, "amp": amp, "n1": n1, "noise_view1": noise_view1}
-    rank = m * (2 if state.W_target is not None else 1)
-    if s.sampler == "projected":
-        batch["coords"] = _draw(state, "randn", (N, P - K, rank), dt)
-        batch["orth"] = _draw_orth(state, m, dt)
-    else:
-        batch["noise"] = _draw(state, "randn", (N, P - K, D), dt)
-    return batch
+    buf = {"weak": weak, "amp": amp, "n1": n1, "noise_view1": noise_view1}
+    if s.sampler == "projected":  # neuron/coordinate-major: [C, B, r, N, P-K]
+        buf["coords"] = gather("coords").permute(0, 1, 4, 2, 3).contiguous()
+        buf["orth"] = gather("orth")
+    else:  # [C, B, D, N, P-K]
+        buf["noise"] = gather("noise").permute(0, 1, 4, 2, 3).contiguous()
+    state.buffer = buf
+    state.cursor = 0
+
+
+def _sample(state: SimulationState) -> dict[str, torch.Tensor]:
+    """One minibatch per arm: label, signed amplitude, view split, and the noise draws.
+
+    Taken from the pre-drawn chunk (:func:`_refill`); each stream draws, per chunk of ``C``
+    steps: the label uniforms ``[C, N]``, signs ``[C, N]``, view-split uniforms ``[C, N]``, then
+    the noise (``projected``: coordinates ``[C, N, P-K, rank]`` and orthogonal Gaussians
+    ``[C, d, m]``; ``full``: patches ``[C, N, P-K, d]``). Per arm, ``coords`` is handed out as
+    ``[B, rank, N, P-K]`` and ``noise`` as ``[B, D, N, P-K]`` (inner axes contiguous)."""
+    if state.buffer is None or state.cursor >= state.buffer["weak"].shape[0]:
+        _refill(state)
+    t = state.cursor
+    state.cursor += 1
+    return {k: v[t] for k, v in state.buffer.items()}
 
 
 def _branch_outputs(
@@ -341,10 +369,10 @@ def _branch_outputs(
     std = c["coord_std"][:, None, None, None]
     if s.sampler == "projected":
         WQ = torch.einsum("bmd,bdr->bmr", W, Q)
-        noise = torch.einsum("bnpr,bmr->bnpm", batch["coords"] * std, WQ)
+        noise = torch.einsum("brnp,bmr->bnpm", batch["coords"] * std, WQ)
     else:
-        xi = batch["noise"] * std * c["coord_mask"][:, None, None, :]
-        noise = torch.einsum("bnpd,bmd->bnpm", xi, W)
+        xi = batch["noise"] * std * c["coord_mask"][:, :, None, None]
+        noise = torch.einsum("bdnp,bmd->bnpm", xi, W)
     # <w_j, z v_l> with v1 = e_1, v2 = e_2
     feat = batch["amp"][..., None] * torch.where(
         batch["weak"][..., None], W[:, None, :, 1], W[:, None, :, 0]
@@ -393,27 +421,147 @@ def _span_basis(state: SimulationState) -> torch.Tensor:
     return Q
 
 
-def gradients(
-    state: SimulationState, batch: dict[str, torch.Tensor]
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Per-arm loss ``[B]`` and the stochastic gradients w.r.t. ``W`` and ``A`` on ``batch``."""
+def analytic_supported(state: SimulationState) -> bool:
+    """The hand-written backward covers the paper's model: weight-normalised cubic, same weights
+    for the target (no EMA). Other variants fall back to autograd."""
+    s = state.structure
+    return s.activation == "normalized_cubic" and state.W_target is None
+
+
+def _bn_forward(x: torch.Tensor, eps: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """BN over the last (sample) axis: ``(xhat, 1/sqrt(var + eps))``."""
+    mean = x.mean(dim=-1, keepdim=True)
+    xc = x - mean
+    inv_std = torch.rsqrt((xc * xc).mean(dim=-1, keepdim=True) + eps)
+    return xc * inv_std, inv_std
+
+
+def _bn_backward(g: torch.Tensor, xhat: torch.Tensor, inv_std: torch.Tensor) -> torch.Tensor:
+    """Gradient through ``xhat = (x - mean) / sqrt(var + eps)`` (biased var, batch statistics):
+    ``(g - mean(g) - xhat mean(g xhat)) / sqrt(var + eps)``, exact for any eps."""
+    return inv_std * (g - g.mean(dim=-1, keepdim=True) - xhat * (g * xhat).mean(dim=-1, keepdim=True))
+
+
+def _analytic(
+    state: SimulationState, batch: dict[str, torch.Tensor], Q: torch.Tensor | None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Loss ``[B]``, ``dL/dW``, ``dL/dA`` and ``dL/d(raw noise projections)`` ``[B, m, N*(P-K)]``,
+    hand-written (forward and backward) for the normalised-cubic model; tested against autograd.
+
+    Forward: ``u = <w_j, x>/||w_j||``, ``f = sum_p u^3`` per view, ``online = E f1``,
+    ``L = mean_n ||BN(online) - BN(f2)||^2`` (BN per arm switch, stop-gradient per arm switch).
+    Layout ``[B, m, samples]`` so that per-neuron factors broadcast along contiguous memory."""
     s, c = state.structure, state.consts
-    W = state.W.detach().requires_grad_(True)
-    A = state.A.detach().requires_grad_(True)
+    W, A = state.W, state.A
+    B, m, D = W.shape
+    N, K = s.batch_size, s.n_feature_patches
+    inv = torch.rsqrt((W * W).sum(dim=-1))[..., None]  # [B, m, 1]
+    std = c["coord_std"][:, None, None]
+    if Q is not None:
+        cs = batch["coords"].reshape(B, Q.shape[-1], -1) * std  # [B, r, N*(P-K)]
+        raw = torch.bmm(torch.bmm(W, Q), cs)  # [B, m, NP]
+    else:
+        cs = batch["noise"].reshape(B, D, -1) * (std * c["coord_mask"][:, :, None])
+        raw = torch.bmm(W, cs)
+    un = raw * inv
+    un2 = un * un
+    an = (un2 * un).reshape(B, m, N, -1)  # [B, m, N, P-K]
+    in1 = batch["noise_view1"][:, None]  # [B, 1, N, P-K]
+    noise1 = (an * in1).sum(dim=-1)  # [B, m, N]
+    noise_tot = an.sum(dim=-1)
+    weak = batch["weak"][:, None, :]  # [B, 1, N]
+    Wl = torch.where(weak, W[:, :, 1:2], W[:, :, 0:1])  # [B, m, N]
+    amp_inv = batch["amp"][:, None, :] * inv
+    uf = amp_inv * Wl
+    uf2 = uf * uf
+    af = uf2 * uf
+    n1 = batch["n1"].to(W.dtype)[:, None, :]
+    n2 = K - n1
+    f1 = n1 * af + noise1
+    f2 = n2 * af + (noise_tot - noise1)
+    E = c["eye"] + A * c["offdiag_mask"]
+    online = torch.bmm(E, f1)
+    any_bn, all_bn = c["any_bn"], c["all_bn"]
+    bn = c["bn"][:, None, None]
+    if any_bn:
+        on_hat, on_is = _bn_forward(online, s.bn_eps)
+        Th, T_is = _bn_forward(f2, s.bn_eps)
+        if not all_bn:
+            on_hat, Th = torch.where(bn, on_hat, online), torch.where(bn, Th, f2)
+    else:
+        on_hat, Th = online, f2
+    diff = on_hat - Th
+    loss = (diff * diff).sum(dim=(1, 2)) / N
+    g = diff * (2.0 / N)
+    if any_bn:
+        gO = _bn_backward(g, on_hat, on_is)
+        if not all_bn:
+            gO = torch.where(bn, gO, g)
+    else:
+        gO = g
+    gA = torch.bmm(gO, f1.transpose(1, 2)) * c["offdiag_mask"]
+    gf1 = torch.bmm(E.transpose(1, 2), gO)  # [B, m, N]
+    un2 = un2.reshape(B, m, N, -1)
+    if c["all_sg"]:
+        gu_f = 3.0 * uf2 * (n1 * gf1)
+        gu_n = 3.0 * un2 * (in1 * gf1[..., None])
+    else:
+        gf2 = -g
+        if any_bn:
+            gb = _bn_backward(-g, Th, T_is)
+            gf2 = gb if all_bn else torch.where(bn, gb, gf2)
+        gf2 = gf2 * (~c["stop_gradient"]).to(W.dtype)[:, None, None]
+        gu_f = 3.0 * uf2 * (n1 * gf1 + n2 * gf2)
+        gu_n = 3.0 * un2 * (in1 * gf1[..., None] + (1 - in1) * gf2[..., None])
+    gu_n = gu_n.reshape(B, m, -1)
+    g_raw = gu_n * inv  # [B, m, NP]
+    # d/dw_j: feature coordinate l of each sample, noise directions, and the 1/||w_j|| factor
+    onehot = torch.stack([~batch["weak"], batch["weak"]], dim=-1).to(W.dtype)  # [B, N, 2]
+    g_feat = torch.bmm(gu_f * amp_inv, onehot)  # [B, m, 2]
+    g_dir = torch.bmm(g_raw, cs.transpose(1, 2))  # [B, m, r or D]
+    gW = torch.bmm(g_dir, Q.transpose(1, 2)) if Q is not None else g_dir
+    S = (gu_f * uf).sum(dim=-1, keepdim=True) + (gu_n * un).sum(dim=-1, keepdim=True)  # [B, m, 1]
+    gW = gW - W * (S * inv * inv)
+    gW = torch.cat([gW[..., :2] + g_feat, gW[..., 2:]], dim=-1)
+    return loss, gW, gA, g_raw
+
+
+def gradients(
+    state: SimulationState, batch: dict[str, torch.Tensor], method: str | None = None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per-arm loss ``[B]`` and the stochastic gradients w.r.t. ``W`` and ``A`` on ``batch``.
+
+    ``method``: "analytic" (hand-written backward, :func:`_analytic`), "autograd", or None for the
+    state's choice ("auto": analytic where :func:`analytic_supported`)."""
+    s, c = state.structure, state.consts
+    method = method or state.grad
+    if method == "auto":
+        method = "analytic" if analytic_supported(state) else "autograd"
+    if method == "analytic" and not analytic_supported(state):
+        raise ValueError("gradients: the analytic backward needs activation='normalized_cubic' and ema=0")
     Q = _span_basis(state) if s.sampler == "projected" else None
-    loss, noise = _loss(state, W, A, batch, Q)
-    if s.sampler == "projected":
-        gW, gA, g_noise = torch.autograd.grad(loss.sum(), [W, A, noise])
+    if method == "analytic":
+        loss, gW, gA, g_raw = _analytic(state, batch, Q)
+        if Q is not None:
+            gram = torch.bmm(g_raw, g_raw.transpose(1, 2))
+    else:
+        W = state.W.detach().requires_grad_(True)
+        A = state.A.detach().requires_grad_(True)
+        loss, noise = _loss(state, W, A, batch, Q)
+        if Q is not None:
+            gW, gA, g_noise = torch.autograd.grad(loss.sum(), [W, A, noise])
+            gram = torch.einsum("bnpj,bnpk->bjk", g_noise, g_noise)
+        else:
+            gW, gA = torch.autograd.grad(loss.sum(), [W, A])
+        loss = loss.detach()
+    if Q is not None:
         # the part of sum_ip g_ip xi_ip orthogonal to span(Q): (I - QQ^T) Z L^T, L L^T = G
-        gram = torch.einsum("bnpj,bnpk->bjk", g_noise, g_noise)
         evals, evecs = torch.linalg.eigh(gram)
         root = evecs * evals.clamp_min(0).sqrt()[:, None, :]
-        Z = batch["orth"] * c["coord_std"][:, None, None] * c["coord_mask"][:, :, None]
-        Z_perp = Z - Q @ (Q.transpose(1, 2) @ Z)
-        gW = gW + torch.einsum("bdk,bjk->bjd", Z_perp, root)
-    else:
-        gW, gA = torch.autograd.grad(loss.sum(), [W, A])
-    return loss.detach(), gW * c["coord_mask"][:, None, :], gA * c["offdiag_mask"]
+        Z = batch["orth"] * (c["coord_std"][:, None, None] * c["coord_mask"][:, :, None])
+        Z_perp = Z - torch.bmm(Q, torch.bmm(Q.transpose(1, 2), Z))
+        gW = gW + torch.bmm(root, Z_perp.transpose(1, 2))
+    return loss, gW * c["coord_mask"][:, None, :], gA * c["offdiag_mask"]
 
 
 def sgd_step(state: SimulationState) -> torch.Tensor:
@@ -441,6 +589,8 @@ def simulate_batch(
     cfgs: Sequence[TheoryConfig],
     device: str | torch.device = "cpu",
     progress: bool | str = False,
+    grad: str = "auto",
+    threads: int | None = 1,
 ) -> Trajectory:
     """Simulate every config in ``cfgs`` as one batch (leading dimension ``B = len(cfgs)``).
 
@@ -448,9 +598,23 @@ def simulate_batch(
     ``(cfg.seed, cfg.d)``, so an arm's trajectory does not depend on the other arms of the batch
     (up to floating-point reduction order), and arms that differ only in their switches (head,
     BN, stop-gradient, learning rates, ...) start equal and see the same samples.
+    ``grad``: "auto" (hand-written backward where supported, else autograd), "analytic" or
+    "autograd" (the reference; same samples, so the two agree up to rounding).
+    ``threads``: torch CPU threads while simulating (restored after; None = leave as is). The
+    tensors are small, so one thread is fastest: intra-op threads only add synchronisation, and
+    on a loaded machine they made a step ~10x slower (docs/theory.md, "Speed").
     """
     cfgs = list(cfgs)
-    state = init_state(cfgs, device)
+    if torch.device(device).type == "cpu" and threads is not None:
+        previous = torch.get_num_threads()
+        torch.set_num_threads(threads)
+        try:
+            return simulate_batch(cfgs, device, progress, grad, threads=None)
+        finally:
+            torch.set_num_threads(previous)
+    if grad not in ("auto", "analytic", "autograd"):
+        raise ValueError(f"grad: got {grad!r}; allowed: auto, analytic, autograd")
+    state = init_state(cfgs, device, grad=grad)
     s = state.structure
     T = s.steps // s.log_every + 1 + (1 if s.steps % s.log_every else 0)
     B, m, _ = state.W.shape

@@ -32,7 +32,7 @@ _PHASE_STYLE = {
 def save(fig: Any, path: Path) -> Path:
     """Write ``fig`` as PNG atomically and close it."""
     with atomic_open(path, "wb") as handle:
-        fig.savefig(handle, format="png", dpi=110, bbox_inches="tight")
+        fig.savefig(handle, format="png", dpi=100, bbox_inches="tight")
     plt.close(fig)
     return path
 
@@ -66,38 +66,62 @@ def plot_dynamics(traj: Trajectory, phases: Mapping[str, Any], title: str) -> An
     ax2.axhline(0, color="grey", linewidth=0.5)
     ax2.set_xlabel("SGD step")
     ax2.set_ylabel("head entries")
-    ax2.legend(fontsize=7, loc="upper right")
+    ax2.legend(fontsize=7, loc="best")
     fig.tight_layout()
     return fig
 
 
 def plot_grid(
-    trajs: Sequence[Trajectory], phases: Sequence[Mapping[str, Any]], titles: Sequence[str], suptitle: str
+    trajs: Sequence[Trajectory], phases: Sequence[Mapping[str, Any]], titles: Sequence[str], suptitle: str,
+    arms: Sequence[str] | None = None,
 ) -> Any:
-    """One column per run: alignments on top, head entries below, phases marked."""
-    n = len(trajs)
-    fig, axes = plt.subplots(2, n, figsize=(3.6 * n, 5.2), sharex="col", squeeze=False)
-    for c, (traj, ph, title) in enumerate(zip(trajs, phases, titles)):
-        ax1, ax2 = axes[0, c], axes[1, c]
-        for j in range(min(traj.alignment.shape[1], 2)):
-            ax1.plot(traj.steps, np.abs(traj.alignment[:, j, 0]), color=f"C{j}", label=f"n{j + 1}: v1")
-            ax1.plot(traj.steps, np.abs(traj.alignment[:, j, 1]), color=f"C{j}", linestyle="--",
-                     label=f"n{j + 1}: v2")
-        _mark_phases(ax1, ph, labels=c == 0)
-        ax1.set_ylim(-0.02, 1.02)
-        ax1.set_title(title, fontsize=9)
-        if traj.head.shape[-1] > 1:
-            ax2.plot(traj.steps, traj.head[:, 1, 0], color="tab:red", label="E21")
-            ax2.plot(traj.steps, traj.head[:, 0, 1], color="tab:orange", label="E12")
-        _mark_phases(ax2, ph, labels=False)
-        ax2.set_xlabel("SGD step")
-        if c == 0:
-            ax1.set_ylabel("|cos(w_j, v_l)|")
-            ax2.set_ylabel("head entries")
-            ax1.legend(fontsize=6, ncol=2, loc="center right")
-            ax2.legend(fontsize=6)
+    """Every run of an experiment: one column per seed, two rows per arm (alignments, then head
+    entries), the phases marked, one shared legend under the panels.
+
+    ``arms[i]`` is the arm of run ``i`` (runs of one arm consecutive); None = one arm."""
+    arms = list(arms) if arms is not None else ["runs"] * len(trajs)
+    arm_names = list(dict.fromkeys(arms))
+    groups = [[i for i, a in enumerate(arms) if a == name] for name in arm_names]
+    ncol = max(len(g) for g in groups)
+    nrow = 2 * len(groups)
+    fig, axes = plt.subplots(nrow, ncol, figsize=(2.9 * ncol, 2.3 * nrow + 0.8), sharex=True, squeeze=False)
+    handles: dict[str, Any] = {}
+    for r, group in enumerate(groups):
+        for c in range(ncol):
+            ax1, ax2 = axes[2 * r, c], axes[2 * r + 1, c]
+            if c >= len(group):
+                ax1.axis("off")
+                ax2.axis("off")
+                continue
+            i = group[c]
+            traj, ph = trajs[i], phases[i]
+            for j in range(min(traj.alignment.shape[1], 2)):
+                ax1.plot(traj.steps, np.abs(traj.alignment[:, j, 0]), color=f"C{j}", label=f"neuron {j + 1}: v1")
+                ax1.plot(traj.steps, np.abs(traj.alignment[:, j, 1]), color=f"C{j}", linestyle="--",
+                         label=f"neuron {j + 1}: v2")
+            _mark_phases(ax1, ph, labels=True)
+            ax1.axhline(0.8, color="grey", linewidth=0.5, linestyle=":")
+            ax1.set_ylim(-0.02, 1.02)
+            ax1.set_title(titles[i], fontsize=9)
+            if traj.head.shape[-1] > 1:
+                ax2.plot(traj.steps, traj.head[:, 1, 0], color="tab:red", label="E21")
+                ax2.plot(traj.steps, traj.head[:, 0, 1], color="tab:orange", label="E12")
+            ax2.plot(traj.steps, traj.offdiag_norm, color="black", linewidth=0.8, label="||E - I||_F")
+            _mark_phases(ax2, ph, labels=False)
+            ax2.axhline(0, color="grey", linewidth=0.5)
+            if 2 * r + 1 == nrow - 1 or c >= len(groups[-1]):
+                ax2.set_xlabel("SGD step")
+            if c == 0:
+                ax1.set_ylabel(f"{arm_names[r]}\n|cos(w_j, v_l)|", fontsize=9)
+                ax2.set_ylabel("head entries", fontsize=9)
+            for ax in (ax1, ax2):
+                ax.tick_params(labelsize=7)
+                for h, lab in zip(*ax.get_legend_handles_labels()):
+                    handles.setdefault(lab, h)
     fig.suptitle(suptitle)
-    fig.tight_layout()
+    fig.legend(list(handles.values()), list(handles.keys()), loc="lower center", ncol=min(len(handles), 6),
+               fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0.07 if nrow <= 2 else 0.04, 1, 1))
     return fig
 
 
@@ -124,20 +148,37 @@ def plot_offdiag(traj: Trajectory, phases: Mapping[str, Any], title: str) -> Any
 
 def plot_scaling(
     x: np.ndarray, y: np.ndarray, slope: float, intercept: float, xlabel: str, ylabel: str, title: str,
-    points: tuple[np.ndarray, np.ndarray] | None = None,
+    points: tuple[np.ndarray, np.ndarray] | None = None, target: float | None = None,
 ) -> Any:
-    """Log-log scatter of medians with the least-squares line and its slope in the legend."""
-    fig, ax = plt.subplots(figsize=(5.0, 4.0))
+    """Log-log scatter of medians with the least-squares line; the fitted slope (and the paper's
+    slope ``target``, drawn as a dotted reference through the data) annotated on the axes. Medians
+    that are undefined (the event never happened within the run) are listed under the plot."""
+    fig, ax = plt.subplots(figsize=(5.4, 4.4))
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    ok = np.isfinite(y) & (y > 0)
     if points is not None:
-        ax.scatter(points[0], points[1], s=10, color="grey", alpha=0.5, label="seeds")
-    ax.scatter(x, y, color="tab:blue", zorder=3, label="median over seeds")
-    xs = np.geomspace(x.min(), x.max(), 50)
-    ax.plot(xs, np.exp(intercept) * xs**slope, color="tab:red", label=f"fit: slope {slope:.2f}")
+        px, py = np.asarray(points[0], dtype=float), np.asarray(points[1], dtype=float)
+        fin = np.isfinite(py) & (py > 0)
+        ax.scatter(px[fin], py[fin], s=12, color="grey", alpha=0.5, label="single seeds")
+    ax.scatter(x[ok], y[ok], color="tab:blue", zorder=3, label="median over seeds")
+    xs = np.geomspace(x[ok].min(), x[ok].max(), 50)
+    ax.plot(xs, np.exp(intercept) * xs**slope, color="tab:red", label=f"least-squares fit, slope {slope:.2f}")
+    if target is not None:
+        x0, y0 = np.exp(np.log(x[ok]).mean()), np.exp(np.log(y[ok]).mean())
+        ax.plot(xs, y0 * (xs / x0) ** target, color="tab:green", linestyle=":",
+                label=f"paper's slope {target:g} (reference)")
+    ax.text(0.03, 0.95, f"log-log slope = {slope:.2f}" + (f"\n(paper: {target:g})" if target is not None else ""),
+            transform=ax.transAxes, va="top", fontsize=10,
+            bbox={"facecolor": "white", "edgecolor": "grey", "alpha": 0.8})
+    missing = [f"{v:g}" for v in x[~ok]]
+    if missing:
+        ax.text(0.5, -0.22, f"no median at {xlabel} = {', '.join(missing)} (event not reached in the run)",
+                transform=ax.transAxes, ha="center", fontsize=8, color="tab:red")
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(title)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()
     return fig
