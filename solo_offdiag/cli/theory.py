@@ -66,6 +66,10 @@ def _main(args: argparse.Namespace) -> int:
         print(f"solo-offdiag theory: {err}")
         return 2
     for key, r in crit.items():
-        print(f"{key}: {'PASS' if r['passed'] else 'FAIL'} - {r['detail']}")
+        if r.get("negative_control"):  # a check that must reject this arm's outcome
+            verdict = "ACCEPTED (negative control broken)" if r["passed"] else "rejected, as expected (negative control)"
+        else:
+            verdict = "PASS" if r["passed"] else "FAIL"
+        print(f"{key}: {verdict} - {r['detail']}")
     print(f"wall time {summary['wall_time_s']:.1f} s; results in {args.out}")
     return 0

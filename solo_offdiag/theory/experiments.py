@@ -291,7 +291,8 @@ def _exp_b(ctx: Context) -> dict[str, Any]:
     summary["criteria"] = {
         "C5": criteria.check_c5(summary).to_dict(),
         # negative control: the fixed head must fail the "both features" check of C4
-        "C4_on_fixed_head": criteria.check_c4(summary, arm="fixed").to_dict(),
+        "C4_on_fixed_head": {**criteria.check_c4(summary, arm="fixed").to_dict(),
+                             "negative_control": True},
     }
     return summary
 

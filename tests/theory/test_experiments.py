@@ -37,6 +37,8 @@ def test_smoke_experiment_writes_figures_data_and_summary(tmp_path: Path) -> Non
     assert (tmp_path / "trajectories.npz").exists() and (tmp_path / "runs.csv").exists()
     on_disk = json.loads((tmp_path / "summary.json").read_text())
     assert set(on_disk["criteria"]) == {"C5", "C4_on_fixed_head"}
+    assert on_disk["criteria"]["C4_on_fixed_head"]["negative_control"] is True
+    assert "negative_control" not in on_disk["criteria"]["C5"]
     assert set(on_disk["arms"]) == {"fixed", "trainable"}
     assert "t1" in on_disk["arms"]["fixed"]["runs"][0]
 
