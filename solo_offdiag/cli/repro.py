@@ -16,7 +16,7 @@ Reproduce Wen & Li (NeurIPS 2022): run the experiments behind claims C1-C8, draw
 write the tables (Markdown, LaTeX, CSV) and check every claim (PASS/FAIL) against artifact/claims.yaml.
 
 presets:
-  smoke  minutes on a CPU: the theory experiments (theory smoke preset) and, when solo-learn is
+  smoke  minutes on a CPU: the theory experiments (theory default preset) and, when solo-learn is
          installed, the image experiment on scikit-learn's bundled digits (3 heads, 1 seed)
   full   the study: theory default preset; CIFAR-10/100 and STL-10, 7 heads x 3 seeds (GPU)
 
@@ -40,13 +40,16 @@ def _common(p: argparse.ArgumentParser, *, run: bool) -> None:
     p.add_argument("--preset", choices=PRESETS, default="smoke", help="smoke (default) or full")
     p.add_argument("--results", type=Path, default=Path("results"), help="results folder (default: ./results)")
     if run:
-        p.add_argument("--device", default="cpu", help="cpu (default) or cuda")
+        p.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="cpu (default) or cuda")
         p.add_argument("--seeds", type=int, default=None, help="seeds per arm/head (default: the preset's)")
         p.add_argument("--data-dir", type=Path, default=None,
                        help="where CIFAR-10/100 and STL-10 live or are downloaded to (full preset; "
                             "default ./datasets)")
         p.add_argument("--force", action="store_true", help="recompute finished runs")
         p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+        p.add_argument("--threads", type=int, default=None,
+                       help="torch intra-op threads (default: 1 with --device cpu, which is much faster "
+                            "than torch's default on a busy CPU; torch's default with cuda)")
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -127,10 +130,27 @@ def _run(args: argparse.Namespace) -> int:
         if reason is not None:
             print(f"solo-offdiag repro run: {E.IMAGE_EXPERIMENT} needs solo-learn 1.0.6.\n{reason}")
             return 2
-    outcomes = run_experiments(names, preset=args.preset, device=args.device, seeds=args.seeds,
-                               results=args.results, data_dir=args.data_dir,
-                               progress=not args.no_progress, force=args.force)
+    try:
+        outcomes = run_experiments(names, preset=args.preset, device=args.device, seeds=args.seeds,
+                                   results=args.results, data_dir=args.data_dir,
+                                   progress=not args.no_progress, force=args.force, threads=_threads(args))
+    except KeyboardInterrupt:
+        return _interrupted()
     return 1 if any(o.status == "failed" for o in outcomes) else 0
+
+
+def _interrupted() -> int:
+    print("solo-offdiag repro: interrupted; finished runs are kept and the interrupted one resumes "
+          "when the same command is run again", flush=True)
+    return 130
+
+
+def _threads(args: argparse.Namespace) -> int | None:
+    from solo_offdiag.repro.pipeline import CPU_THREADS
+
+    if args.threads is not None:
+        return args.threads
+    return CPU_THREADS if args.device == "cpu" else None
 
 
 def _figures(args: argparse.Namespace) -> int:
@@ -175,9 +195,12 @@ def _check(args: argparse.Namespace) -> int:
 def _all(args: argparse.Namespace) -> int:
     from solo_offdiag.repro.pipeline import run_all
 
-    result = run_all(preset=args.preset, device=args.device, seeds=args.seeds, results=args.results,
-                     data_dir=args.data_dir, progress=not args.no_progress, force=args.force,
-                     strict=args.strict)
+    try:
+        result = run_all(preset=args.preset, device=args.device, seeds=args.seeds, results=args.results,
+                         data_dir=args.data_dir, progress=not args.no_progress, force=args.force,
+                         strict=args.strict, threads=_threads(args))
+    except KeyboardInterrupt:
+        return _interrupted()
     print("\n".join(result.report.lines()))
     print(f"[repro] all --preset {args.preset}: {result.wall_time_s:.0f} s; results in "
           f"{args.results / args.preset} (check.txt, tables/, figures/)")

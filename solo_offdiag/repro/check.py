@@ -72,7 +72,7 @@ def image_records(preset_dir: Path) -> list[dict[str, Any]]:
     for done_path in sorted((preset_dir / "image").glob("**/done.json")):
         done = read_done(done_path.parent)
         if done is not None and done.get("result"):
-            records.append(done["result"])
+            records.append({**done["result"], "_run_dir": str(done_path.parent)})
     return records
 
 

@@ -2,7 +2,7 @@
 
 * Theory experiments (``a_trainable_head`` ... ``f_wide_head``): one run each, wrapping
   :func:`solo_offdiag.theory.experiments.run_experiment` with the theory preset the claims file
-  names for this preset (``smoke`` -> theory ``smoke``, ``full`` -> theory ``default``).
+  names for this preset (both ``smoke`` and ``full`` use theory ``default``: it takes 1-2 minutes).
 * ``image_heads``: a grid of solo-learn pretraining runs (dataset x method x head x seed) from the
   pinned ``artifact/configs/image_heads.yaml``, each followed by the offline linear probe and kNN
   (:mod:`solo_offdiag.repro.probe`) and a summary of its analysis-callback output. It needs
@@ -34,6 +34,7 @@ __all__ = [
     "image_specs",
     "image_unavailable",
     "list_experiments",
+    "solo_run_dir",
     "specs_for",
     "theory_experiments",
     "theory_specs",
@@ -49,7 +50,7 @@ SOLO_INSTALL_HINT = (
     f"'git+https://github.com/vturrisi/solo-learn@{SOLO_PIN}' (artifact/README.md, 'Enabling the image experiments')"
 )
 #: repro preset -> theory preset (the claims file's theory checks say the same; a test asserts it).
-THEORY_PRESET = {"smoke": "smoke", "full": "default"}
+THEORY_PRESET = {"smoke": "default", "full": "default"}
 
 
 def theory_experiments() -> list[str]:
@@ -132,26 +133,25 @@ def image_specs(preset: str, device: str, seeds: int | None, data_root: Path, da
     specs = []
     for entry in grid["grid"]:
         dataset, method = entry["dataset"], entry["method"]
-        ddir = data_root / "digits32" if dataset == "digits" else Path(data_dir or "datasets")
-        train_path, val_path = _data_paths(dataset, ddir)
+        ddir = (data_root / "digits32" if dataset == "digits" else Path(data_dir or "datasets")).resolve()
         for head in entry["heads"]:
             for seed in range(n_seeds):
                 key = f"image/{dataset}/{method}-{head}/seed{seed}"
                 hardware = ["hardware=gpu"] if device.startswith("cuda") else [
                     "hardware=cpu", f"data.num_workers={grid.get('cpu_num_workers', 2)}"]
+                # what determines the result (fingerprinted); paths and the progress bar are
+                # added per attempt (runtime_overrides), so moved results stay valid
                 overrides = [
                     *hardware, *grid.get("overrides", []),
                     f"method_kwargs.predictor.kind={head}", f"++seed={seed}",
                     f"name={preset}-{dataset}-{method}-{head}-s{seed}",
-                    f"data.train_path={train_path}", f"data.val_path={val_path}",
-                    f"++enable_progress_bar={'true' if progress and sys.stderr.isatty() else 'false'}",
                 ]
                 config = {"experiment": IMAGE_EXPERIMENT, "preset": preset, "dataset": dataset,
                           "method": method, "head": head, "seed": seed, "device": device,
                           "config_name": entry["config_name"], "overrides": overrides}
 
                 def compute(run_dir: Path, config: dict[str, Any] = config, ddir: Path = ddir) -> dict[str, Any]:
-                    return _image_run(run_dir, config, ddir, device)
+                    return _image_run(run_dir, config, ddir, device, progress)
 
                 specs.append(RunSpec(key=key, config=config, compute=compute, seed=seed,
                                      description=f"{method} head={head} on {dataset}, seed {seed}",
@@ -166,18 +166,48 @@ def _last_checkpoint(run_dir: Path) -> Path:
     return ckpts[-1]
 
 
-def _image_run(run_dir: Path, config: dict[str, Any], data_dir: Path, device: str) -> dict[str, Any]:
+class IncompletePretraining(RuntimeError):
+    """Pretraining returned before its last epoch/step (Lightning swallows Ctrl-C and returns)."""
+
+
+def runtime_overrides(run_dir: Path, dataset: str, data_dir: Path, progress: bool) -> list[str]:
+    """The overrides that depend on where things are (not fingerprinted, see :func:`image_specs`)."""
+    train_path, val_path = _data_paths(dataset, data_dir)
+    return [f"checkpoint.dir={run_dir / 'pretrain'}", f"data.train_path={train_path}",
+            f"data.val_path={val_path}",
+            f"++enable_progress_bar={'true' if progress and sys.stderr.isatty() else 'false'}"]
+
+
+def check_complete(ckpt: Path, args: dict[str, Any]) -> dict[str, int]:
+    """Raise :class:`IncompletePretraining` unless ``ckpt`` is from the end of training."""
+    import torch
+
+    state = torch.load(ckpt, map_location="cpu", weights_only=False)
+    epoch, step = int(state.get("epoch", -1)), int(state.get("global_step", -1))
+    max_steps = int(args.get("max_steps") or -1)
+    max_epochs = int(args.get("max_epochs") or 0)
+    if not ((max_steps > 0 and step >= max_steps) or (max_epochs > 0 and epoch >= max_epochs - 1)):
+        raise IncompletePretraining(
+            f"{ckpt.name}: training stopped at epoch {epoch + 1} of {max_epochs} (step {step}"
+            + (f" of {max_steps}" if max_steps > 0 else "") + "), interrupted? Re-run to resume it")
+    return {"epoch": epoch, "global_step": step}
+
+
+def _image_run(run_dir: Path, config: dict[str, Any], data_dir: Path, device: str,
+               progress: bool = False) -> dict[str, Any]:
     from solo_offdiag.repro.probe import evaluate_checkpoint
 
     marker = run_dir / "pretrain.json"
     if marker.is_file():  # pretraining finished in an earlier attempt; only the evaluation is left
-        solo_run = Path(json.loads(marker.read_text())["run_dir"])
+        solo_run = run_dir / json.loads(marker.read_text())["run_dir"]
     else:
         from solo_offdiag.solo_adapter import pretrain
 
-        overrides = [*config["overrides"], f"checkpoint.dir={run_dir / 'pretrain'}"]
+        overrides = [*config["overrides"], *runtime_overrides(run_dir, config["dataset"], data_dir, progress)]
         solo_run = Path(pretrain(overrides, config_name=config["config_name"]))
-        atomic_write_json(marker, {"run_dir": str(solo_run), "overrides": overrides})
+        finished = check_complete(_last_checkpoint(solo_run), json.loads((solo_run / "args.json").read_text()))
+        atomic_write_json(marker, {"run_dir": str(solo_run.resolve().relative_to(run_dir.resolve())),
+                                   "overrides": overrides, **finished})
     args = json.loads((solo_run / "args.json").read_text())
     ckpt = _last_checkpoint(solo_run)
     probe_device = "cuda" if device.startswith("cuda") else "cpu"
@@ -187,10 +217,18 @@ def _image_run(run_dir: Path, config: dict[str, Any], data_dir: Path, device: st
     result = {
         "dataset": config["dataset"], "method": config["method"], "head": config["head"],
         "seed": config["seed"], "probe_acc1": probe["probe_acc1"], "knn_acc1": probe["knn_acc1"],
-        "solo_run_dir": str(solo_run), "checkpoint": str(ckpt),
+        # relative to the run folder (see solo_run_dir()), so results folders can move
+        "solo_run_dir": str(solo_run.resolve().relative_to(run_dir.resolve())),
+        "checkpoint": str(ckpt.resolve().relative_to(run_dir.resolve())),
     }
     result.update(analysis_summary(analysis))
     return result
+
+
+def solo_run_dir(record: dict[str, Any]) -> Path:
+    """The solo-learn run directory of an image record (``_run_dir`` is set by ``image_records``)."""
+    path = Path(record.get("solo_run_dir", ""))
+    return path if path.is_absolute() else Path(record.get("_run_dir", ".")) / path
 
 
 def _series(metrics: dict[str, Any], column: str) -> tuple[list[int], list[float]]:

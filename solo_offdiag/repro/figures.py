@@ -29,6 +29,19 @@ __all__ = ["head_trajectory_figure", "rank_spectrum_figure", "write_figures"]
 _DPI = 130
 _COLORS = {"mlp": "tab:blue", "linear": "tab:orange", "offdiag": "tab:red", "diagonal": "tab:purple",
            "identity": "tab:gray", "directpred": "tab:green", "directcopy": "tab:olive"}
+#: dashed/dotted styles keep overlapping curves (e.g. a collapsed offdiag and identity) visible.
+_STYLES = {"identity": "--", "diagonal": "-.", "directcopy": ":", "directpred": ":"}
+_HEAD_ORDER = ("mlp", "linear", "offdiag", "diagonal", "identity", "directpred", "directcopy")
+
+
+def _run_order(r: dict[str, Any]) -> tuple[Any, ...]:
+    head = r["head"]
+    return (r.get("method", ""), _HEAD_ORDER.index(head) if head in _HEAD_ORDER else len(_HEAD_ORDER),
+            head, r["seed"])
+
+
+def _label(r: dict[str, Any]) -> str:
+    return f"{r.get('method', '').replace('_offdiag', '')} {r['head']} (seed {r['seed']})"
 
 
 def _save(fig: Any, path: Path) -> Path:
@@ -40,8 +53,9 @@ def _save(fig: Any, path: Path) -> Path:
 
 def _metrics(run: dict[str, Any]) -> dict[str, np.ndarray] | None:
     from solo_offdiag.analysis.writer import read_metrics_csv
+    from solo_offdiag.repro.experiments import solo_run_dir
 
-    path = Path(run["solo_run_dir"]) / "analysis" / "metrics.csv"
+    path = solo_run_dir(run) / "analysis" / "metrics.csv"
     return read_metrics_csv(path) if path.is_file() else None
 
 
@@ -55,9 +69,11 @@ def head_trajectory_figure(records: Sequence[dict[str, Any]], path: Path) -> Pat
                 if any(r["dataset"] == d and r.get("head_offdiag") for r in records)]
     if not datasets:
         return None
-    fig, axes = plt.subplots(1, len(datasets), figsize=(5.2 * len(datasets), 3.8), squeeze=False)
+    fig, axes = plt.subplots(1, len(datasets), figsize=(5.6 * len(datasets), 4.2), squeeze=False,
+                             layout="constrained")
     for ax, ds in zip(axes[0], datasets):
-        for r in sorted((r for r in records if r["dataset"] == ds), key=lambda r: (r["head"], r["seed"])):
+        last_step = 0
+        for r in sorted((r for r in records if r["dataset"] == ds), key=_run_order):
             m = _metrics(r)
             if m is None or "head/offdiag_fro" not in m:
                 continue
@@ -65,59 +81,76 @@ def head_trajectory_figure(records: Sequence[dict[str, Any]], path: Path) -> Pat
             if ok.sum() < 2 or r["head"] == "identity":
                 continue
             steps, vals = m["step"][ok], m["head/offdiag_fro"][ok]
+            last_step = max(last_step, int(steps[-1]))
             color = _COLORS.get(r["head"], "black")
-            ax.plot(steps, vals, color=color, lw=1.4, alpha=0.9,
-                    label=f"{r.get('method', '')} {r['head']} s{r['seed']}")
             i = int(np.argmax(vals))
-            ax.plot(steps[i], vals[i], "o", color=color, ms=5)
-        ax.set_title(f"{ds}: ||W - I||_F of the prediction head")
+            ratio = vals[i] / vals[-1] if vals[-1] > 0 else float("inf")
+            position = (steps[i] - steps[0]) / max(steps[-1] - steps[0], 1)
+            ax.plot(steps, vals, _STYLES.get(r["head"], "-"), color=color, lw=1.5, alpha=0.9,
+                    label=f"{_label(r)}: peak/final {ratio:.2f}, peak at {position:.0%}")
+            ax.plot(steps[i], vals[i], "o", color=color, ms=6)
+            if r["head"] == "offdiag":  # the C3 criterion: end at <= half the peak
+                ax.axhline(vals[i] / 2, color=color, lw=0.8, ls=":", alpha=0.7)
+        if last_step:
+            ax.axvspan(0.8 * last_step, last_step, color="0.85", alpha=0.5, lw=0,
+                       label="last 20% of training (a peak here fails C3)")
+        ax.set_title(f"{ds}: ||W - I||_F of the prediction head", fontsize=10)
         ax.set_xlabel("training step")
         ax.set_ylabel("||W - I||_F")
+        ax.set_ylim(bottom=0)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
-    fig.suptitle("C3: off-diagonal magnitude over training (peak marked)", fontsize=11)
+        ax.legend(fontsize=7, loc="best")
+    fig.suptitle("C3: off-diagonal magnitude rises then falls? (dot: peak; dotted: half the offdiag peak)",
+                 fontsize=10)
     return _save(fig, path)
 
 
 def rank_spectrum_figure(records: Sequence[dict[str, Any]], path: Path) -> Path | None:
     """C2 figure; None when no run has spectrum data."""
     from solo_offdiag.analysis.writer import load_npz
+    from solo_offdiag.repro.experiments import solo_run_dir
 
     datasets = _datasets(records)
     rows = []
     for ds in datasets:
         runs = []
-        for r in sorted((r for r in records if r["dataset"] == ds), key=lambda r: (r["head"], r["seed"])):
-            npz = Path(r["solo_run_dir"]) / "analysis" / "spectrum.npz"
+        for r in sorted((r for r in records if r["dataset"] == ds), key=_run_order):
+            npz = solo_run_dir(r) / "analysis" / "spectrum.npz"
             if npz.is_file():
                 runs.append((r, load_npz(npz)))
         if runs:
             rows.append((ds, runs))
     if not rows:
         return None
-    fig, axes = plt.subplots(len(rows), 2, figsize=(11, 3.8 * len(rows)), squeeze=False)
+    fig, axes = plt.subplots(len(rows), 2, figsize=(11, 4.0 * len(rows)), squeeze=False, layout="constrained")
     for (ds, runs), (ax_rank, ax_spec) in zip(rows, axes):
         for r, data in runs:
             color = _COLORS.get(r["head"], "black")
-            label = f"{r.get('method', '')} {r['head']} s{r['seed']}"
+            style = _STYLES.get(r["head"], "-")
+            label = _label(r)
             if "rankme/z" in data:
                 ok = np.isfinite(data["rankme/z"])
-                ax_rank.plot(data["steps"][ok], data["rankme/z"][ok], color=color, lw=1.4, label=label)
+                if ok.any():
+                    label += f": final RankMe {data['rankme/z'][ok][-1]:.1f}"
+                ax_rank.plot(data["steps"][ok], data["rankme/z"][ok], style, color=color, lw=1.5, label=label)
             if "eigvals/z" in data and len(data["eigvals/z"]):
                 eig = np.sort(np.asarray(data["eigvals/z"][-1], dtype=float))[::-1]
                 eig = eig[np.isfinite(eig) & (eig > 0)]
                 if eig.size:
-                    ax_spec.semilogy(np.arange(1, eig.size + 1), eig / eig[0], color=color, lw=1.4, label=label)
-        ax_rank.set_title(f"{ds}: RankMe of z over training")
+                    ax_spec.semilogy(np.arange(1, eig.size + 1), eig / eig[0], style, color=color, lw=1.5,
+                                     label=_label(r))
+        ax_rank.set_title(f"{ds}: RankMe of z over training", fontsize=10)
+        ax_rank.set_ylim(bottom=0)
         ax_rank.set_xlabel("training step")
         ax_rank.set_ylabel("RankMe(z)")
-        ax_spec.set_title(f"{ds}: final covariance spectrum of z (normalised)")
+        ax_spec.set_title(f"{ds}: final covariance spectrum of z (normalised)", fontsize=10)
         ax_spec.set_xlabel("index i")
         ax_spec.set_ylabel("lambda_i / lambda_1")
         for ax in (ax_rank, ax_spec):
             ax.grid(alpha=0.3)
             ax.legend(fontsize=7)
-    fig.suptitle("C2: effective rank and spectrum per head (dimensional collapse)", fontsize=11)
+    fig.suptitle("C2: effective rank and spectrum of the projector output per head "
+                 "(dimensional collapse = low RankMe, fast-decaying spectrum)", fontsize=10)
     return _save(fig, path)
 
 

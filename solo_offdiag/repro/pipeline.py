@@ -8,8 +8,9 @@ a line saying exactly what was skipped and how to enable it), figures, tables an
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,9 +20,14 @@ from solo_offdiag.repro import experiments as E
 from solo_offdiag.repro.envinfo import environment
 from solo_offdiag.repro.runner import RunOutcome, execute
 
-__all__ = ["AllResult", "prepare_data", "run_all", "run_experiments"]
+__all__ = ["CPU_THREADS", "AllResult", "prepare_data", "run_all", "run_experiments", "torch_threads"]
 
 DEFAULT_RESULTS = Path("results")
+#: torch intra-op threads of CPU runs from the CLI. One thread, because the runs are many small
+#: ops and OpenMP's barrier per op stalls whenever a second thread is descheduled: measured on
+#: the 2-core CPU with other jobs running (load 4-6), one byol_offdiag step (batch 32, 16 px) took
+#: ~8-13 s with torch's default of 2 threads and ~1 s with 1 thread (artifact/README.md).
+CPU_THREADS = 1
 
 
 def _print(msg: str) -> None:
@@ -42,9 +48,40 @@ def prepare_data(names: Sequence[str], preset: str, results: Path, log: Callable
 def run_experiments(
     names: Sequence[str], *, preset: str, device: str = "cpu", seeds: int | None = None,
     results: Path = DEFAULT_RESULTS, data_dir: Path | None = None, progress: bool = True,
-    force: bool = False, log: Callable[[str], None] = _print,
+    force: bool = False, threads: int | None = None, log: Callable[[str], None] = _print,
 ) -> list[RunOutcome]:
-    """Run (or resume, or skip when finished) every run of the named experiments."""
+    """Run (or resume, or skip when finished) every run of the named experiments.
+
+    ``threads``: torch's intra-op thread count while the runs execute (restored afterwards);
+    None leaves torch's default. See :data:`CPU_THREADS` for why the CLI uses 1 on CPU.
+    """
+    with torch_threads(threads):
+        return _run_experiments(names, preset=preset, device=device, seeds=seeds, results=results,
+                                data_dir=data_dir, progress=progress, force=force, log=log)
+
+
+@contextlib.contextmanager
+def torch_threads(threads: int | None) -> Iterator[None]:
+    """Set ``torch.set_num_threads(threads)`` inside the block (None: unchanged)."""
+    if threads is None:
+        yield
+        return
+    if threads < 1:
+        raise ValueError(f"threads: got {threads}; allowed: a positive integer")
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _run_experiments(
+    names: Sequence[str], *, preset: str, device: str, seeds: int | None, results: Path,
+    data_dir: Path | None, progress: bool, force: bool, log: Callable[[str], None],
+) -> list[RunOutcome]:
     from tqdm.auto import tqdm
 
     results = Path(results)
@@ -57,17 +94,58 @@ def run_experiments(
     bar = tqdm(specs, desc=f"repro {preset}", unit="run", disable=not progress)
     if progress:
         log = bar.write  # keep the bar below the log lines
-    for spec in bar:
-        bar.set_postfix_str(spec.key)
-        log(f"[repro] {spec.key}: {spec.description}")
-        out = execute(spec, preset_dir, force=force, log=log)
-        outcomes.append(out)
-        if out.status == "failed":
-            log(f"[repro] {spec.key}: FAILED after {out.wall_time_s:.0f} s: {out.error} "
-                f"(traceback: {out.run_dir / 'error.txt'}); re-run to resume")
-        else:
-            log(f"[repro] {spec.key}: {out.status} ({out.wall_time_s:.0f} s)")
+    with interrupt_on_signals() as interrupted:
+        for spec in bar:
+            bar.set_postfix_str(spec.key)
+            log(f"[repro] {spec.key}: {spec.description}")
+            try:
+                out = execute(spec, preset_dir, force=force, log=log)
+            except KeyboardInterrupt:
+                interrupted.append(spec.key)
+                out = RunOutcome(spec.key, preset_dir / spec.key, "failed", {}, 0.0, "interrupted")
+            outcomes.append(out)
+            _report_outcome(out, log)
+            if interrupted:  # Lightning swallows the interrupt and returns: stop here all the same
+                bar.close()
+                log(f"[repro] interrupted during {spec.key}; finished runs are kept: re-run the same "
+                    "command to resume")
+                raise KeyboardInterrupt
     return outcomes
+
+
+def _report_outcome(out: RunOutcome, log: Callable[[str], None]) -> None:
+    if out.status == "failed":
+        log(f"[repro] {out.key}: FAILED after {out.wall_time_s:.0f} s: {out.error} "
+            f"(traceback: {out.run_dir / 'error.txt'}); re-run to resume")
+    else:
+        log(f"[repro] {out.key}: {out.status} ({out.wall_time_s:.0f} s)")
+
+
+@contextlib.contextmanager
+def interrupt_on_signals() -> Iterator[list[str]]:
+    """SIGINT and SIGTERM raise KeyboardInterrupt and are remembered in the yielded list.
+
+    Lightning catches KeyboardInterrupt inside ``Trainer.fit`` and returns normally, so the list
+    is how the loop learns that it must stop. Outside the main thread this does nothing.
+    """
+    import signal
+    import threading
+
+    seen: list[str] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield seen
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        seen.append(signal.Signals(signum).name)
+        raise KeyboardInterrupt
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield seen
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
 
 
 @dataclass
@@ -86,7 +164,7 @@ class AllResult:
 def run_all(
     *, preset: str, device: str = "cpu", seeds: int | None = None, results: Path = DEFAULT_RESULTS,
     data_dir: Path | None = None, progress: bool = True, force: bool = False, strict: bool = False,
-    log: Callable[[str], None] = _print,
+    threads: int | None = None, log: Callable[[str], None] = _print,
 ) -> AllResult:
     """``repro all``: experiments, figures, tables, check; writes ``all.json`` with wall times."""
     from solo_offdiag.repro.check import evaluate, write_report
@@ -107,7 +185,7 @@ def run_all(
         log("[repro] to enable the image experiments, install solo-learn 1.0.6:\n"
             + "\n".join(f"    {line}" for line in reason.splitlines()[1:]))
     outcomes = run_experiments(names, preset=preset, device=device, seeds=seeds, results=results,
-                               data_dir=data_dir, progress=progress, force=force, log=log)
+                               data_dir=data_dir, progress=progress, force=force, threads=threads, log=log)
     preset_dir = results / preset
     try:
         figures = write_figures(preset_dir)

@@ -13,7 +13,13 @@ A run folder (``<results>/<preset>/<run key>``) holds:
 ("finished runs are not recomputed"); a folder without ``done.json`` is an interrupted run: the
 run's function is called again in the same folder, and resumes where it can (solo-learn image
 runs resume from their last epoch checkpoint; theory runs restart); a ``done.json`` with another
-fingerprint (the config changed) is removed and the run recomputed.
+fingerprint (the config changed, or ``force``) makes the run start from scratch: its folder is
+emptied first, so no intermediate state of another config (a checkpoint, a pretraining marker) is
+reused. The fingerprint covers what determines the result, not where things live: results
+folders can be moved or copied and stay valid.
+
+An interruption (``KeyboardInterrupt``: Ctrl-C, or SIGTERM under ``repro run``/``all``) is recorded
+in ``error.txt`` and re-raised; the next invocation resumes the run.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import json
+import shutil
 import time
 import traceback
 from collections.abc import Callable
@@ -83,15 +90,19 @@ def execute(spec: RunSpec, root: Path, *, force: bool = False, log: Callable[[st
     run_dir = Path(root) / spec.key
     fingerprint = config_fingerprint(spec.config)
     done = read_done(run_dir)
-    if done is not None and not force:
-        if done.get("config_fingerprint") == fingerprint:
-            return RunOutcome(spec.key, run_dir, "cached", done.get("result", {}), done.get("wall_time_s", 0.0))
-        log(f"[repro] {spec.key}: config changed since it finished; recomputing")
-    if (run_dir / DONE).exists():  # stale (config changed, forced) or unreadable
+    if done is not None and not force and done.get("config_fingerprint") == fingerprint:
+        return RunOutcome(spec.key, run_dir, "cached", done.get("result", {}), done.get("wall_time_s", 0.0))
+    previous = _read_json(run_dir / RUN)
+    recorded = (done or {}).get("config_fingerprint") or previous.get("config_fingerprint")
+    if run_dir.exists() and (force or (recorded is not None and recorded != fingerprint)):
+        why = "--force" if force else "its config changed"
+        log(f"[repro] {spec.key}: {why}; starting it from scratch")
+        shutil.rmtree(run_dir)
+        previous = {}
+    if (run_dir / DONE).exists():  # unreadable (torn by something other than us)
         (run_dir / DONE).unlink()
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "error.txt").unlink(missing_ok=True)  # from an earlier attempt
-    previous = _read_json(run_dir / RUN)
     attempt = int(previous.get("attempt", 0)) + 1 if previous else 1
     if attempt > 1:
         log(f"[repro] {spec.key}: resuming an unfinished run (attempt {attempt})")
@@ -104,6 +115,10 @@ def execute(spec: RunSpec, root: Path, *, force: bool = False, log: Callable[[st
     start = time.perf_counter()
     try:
         result = spec.compute(run_dir)
+    except KeyboardInterrupt:
+        atomic_write_text(run_dir / "error.txt", "interrupted (KeyboardInterrupt/SIGTERM); "
+                          "re-run the same command to resume\n" + traceback.format_exc())
+        raise
     except Exception as err:  # recorded and reported; the run stays unfinished (no done.json)
         atomic_write_text(run_dir / "error.txt", traceback.format_exc())
         return RunOutcome(spec.key, run_dir, "failed", {}, time.perf_counter() - start,

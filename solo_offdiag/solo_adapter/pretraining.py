@@ -322,4 +322,11 @@ def run_pretrain(cfg: DictConfig) -> Path:
     )
     trainer = Trainer(**kwargs)
     trainer.fit(model, ckpt_path=ckpt_path, **fit_data)
+    if trainer.interrupted:
+        # lightning 2.1 swallows Ctrl-C and returns normally (2.6 exits); callers such as the
+        # reproduction runner must not mistake a partial run for a finished one.
+        raise KeyboardInterrupt(
+            f"pretraining interrupted at step {trainer.global_step}; run the same command again "
+            f"to resume from the last checkpoint in {run_dir}"
+        )
     return run_dir

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from solo_offdiag.io import atomic_write_json, atomic_write_npz, atomic_write_text
+from solo_offdiag.repro.experiments import THEORY_PRESET
 
 
 def theory_run(good: bool, seed: int = 0) -> dict[str, Any]:
@@ -29,7 +30,7 @@ def theory_run(good: bool, seed: int = 0) -> dict[str, Any]:
             "e21_peak": 0.5, "substitution_duration": None}
 
 
-def theory_summary(name: str, good: bool, preset: str = "smoke") -> dict[str, Any]:
+def theory_summary(name: str, good: bool, preset: str = THEORY_PRESET["smoke"]) -> dict[str, Any]:
     """A summary.json of theory experiment `name` whose claim passes iff `good`."""
     def arm(ok: bool) -> dict[str, Any]:
         return {"runs": [theory_run(ok, s) for s in range(4)]}
@@ -67,7 +68,7 @@ def write_finished(run_dir: Path, result: dict[str, Any], config: dict[str, Any]
                                               "result": result})
 
 
-def write_theory_results(preset_dir: Path, good: bool = True, preset: str = "smoke",
+def write_theory_results(preset_dir: Path, good: bool = True, preset: str = THEORY_PRESET["smoke"],
                          names: list[str] | None = None) -> None:
     for name in names or THEORY:
         run_dir = preset_dir / "theory" / name
@@ -76,19 +77,22 @@ def write_theory_results(preset_dir: Path, good: bool = True, preset: str = "smo
 
 
 def fake_solo_run(run_dir: Path, head: str, *, offdiag: list[float] | None = None,
-                  rankme: float = 40.0, dataset: str = "custom") -> Path:
-    """A finished solo-learn run directory, as `pretrain` leaves it."""
+                  rankme: float = 40.0, dataset: str = "custom", epoch: int = 0, global_step: int = 10,
+                  max_epochs: int = 1) -> Path:
+    """A solo-learn run directory as `pretrain` leaves it (finished with the default epochs)."""
     import torch
 
     from solo_offdiag.repro.probe import build_backbone
 
     run_dir.mkdir(parents=True, exist_ok=True)
     args = {"data": {"dataset": dataset}, "backbone": {"name": "resnet18"},
-            "augmentations": [{"crop_size": 16}], "method_kwargs": {"predictor": {"kind": head}}}
+            "augmentations": [{"crop_size": 16}], "method_kwargs": {"predictor": {"kind": head}},
+            "max_epochs": max_epochs}
     atomic_write_text(run_dir / "args.json", json.dumps(args))
     torch.manual_seed(0)
     state = {f"backbone.{k}": v for k, v in build_backbone("resnet18", dataset).state_dict().items()}
-    torch.save({"state_dict": state, "global_step": 10}, run_dir / "fake-ep=0.ckpt")
+    torch.save({"state_dict": state, "epoch": epoch, "global_step": global_step},
+               run_dir / f"fake-ep={epoch}.ckpt")
     steps = list(range(0, 100, 10))
     offdiag = offdiag if offdiag is not None else [0.0] * len(steps)
     rows = ["step,head/offdiag_fro,rankme/z"]

@@ -52,10 +52,10 @@ def test_missing_image_results_are_skipped_with_the_reason_and_do_not_fail(tmp_p
 
 
 def test_theory_run_with_another_preset_is_not_used(tmp_path, fakes):
-    fakes.write_theory_results(tmp_path / "smoke", good=True, preset="default")
+    fakes.write_theory_results(tmp_path / "smoke", good=True, preset="smoke")  # expected: default
     report = evaluate(tmp_path, "smoke")
     c4 = next(v for v in report.verdicts if v.claim == "C4")
-    assert c4.status == "SKIPPED" and "theory preset 'default'" in c4.checks[0].detail
+    assert c4.status == "SKIPPED" and "theory preset 'smoke'" in c4.checks[0].detail
 
 
 def test_unfinished_runs_are_not_evidence(tmp_path, fakes):

@@ -11,6 +11,7 @@ import pytest
 
 from solo_offdiag.cli.main import main
 from solo_offdiag.repro import experiments as E
+from solo_offdiag.repro.experiments import THEORY_PRESET
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -65,7 +66,7 @@ def test_run_then_rerun_is_cached(tmp_path, fake_theory, capsys):
     args = ["repro", "run", "a_trainable_head", "--results", str(tmp_path), "--no-progress"]
     assert main(args) == 0 and fake_theory == ["a_trainable_head"]
     done = json.loads((tmp_path / "smoke" / "theory" / "a_trainable_head" / "done.json").read_text())
-    assert done["config"]["theory_preset"] == "smoke"
+    assert done["config"]["theory_preset"] == THEORY_PRESET["smoke"]
     assert main(args) == 0 and fake_theory == ["a_trainable_head"]
     assert "cached" in capsys.readouterr().out
     assert main(["repro", "run", "nope", "--results", str(tmp_path)]) == 2
@@ -113,3 +114,49 @@ def test_a_failing_run_makes_all_fail_and_is_resumed(tmp_path, fake_theory, monk
     monkeypatch.setattr(T, "run_experiment", good)
     assert main(["repro", "all", "--results", str(tmp_path), "--no-progress"]) == 0
     assert fake_theory.count("c_no_bn") == 1 and fake_theory.count("a_trainable_head") == 1
+
+
+def test_a_signal_stops_all_and_the_next_call_resumes(tmp_path, fake_theory, monkeypatch, capsys):
+    """SIGINT/SIGTERM during a run (here: one that, like Lightning, swallows the interrupt and
+    returns normally) stops the pipeline with exit 130; the next call skips the finished runs."""
+    import contextlib
+    import os
+    import signal
+
+    from solo_offdiag.theory import experiments as T
+
+    monkeypatch.setattr(E, "image_unavailable", lambda: "not installed.\nx")
+    good = T.run_experiment
+
+    def swallowing(name, *a, **k):
+        if name == "b_fixed_head":
+            with contextlib.suppress(KeyboardInterrupt):  # what Lightning's Trainer.fit does
+                os.kill(os.getpid(), signal.SIGTERM)
+        return good(name, *a, **k)
+
+    monkeypatch.setattr(T, "run_experiment", swallowing)
+    assert main(["repro", "all", "--results", str(tmp_path), "--no-progress"]) == 130
+    out = capsys.readouterr().out
+    assert "interrupted during theory/b_fixed_head" in out and "C1  " not in out
+    assert fake_theory == ["a_trainable_head", "b_fixed_head"]
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL or callable(signal.getsignal(signal.SIGTERM))
+    monkeypatch.setattr(T, "run_experiment", good)
+    assert main(["repro", "all", "--results", str(tmp_path), "--no-progress"]) == 0
+    # b returned normally (its result is kept; image runs check their checkpoint for completeness)
+    assert fake_theory == E.theory_experiments()
+
+
+def test_threads_option_sets_and_restores_torch_threads(tmp_path, fake_theory, monkeypatch):
+    import torch
+
+    from solo_offdiag.theory import experiments as T
+
+    seen = []
+    good = T.run_experiment
+    monkeypatch.setattr(T, "run_experiment", lambda *a, **k: (seen.append(torch.get_num_threads()), good(*a, **k))[1])
+    before = torch.get_num_threads()
+    assert main(["repro", "run", "c_no_bn", "--results", str(tmp_path), "--no-progress"]) == 0
+    assert seen == [1] and torch.get_num_threads() == before  # CPU default: 1 thread
+    assert main(["repro", "run", "d_no_stopgrad", "--threads", "2", "--results", str(tmp_path),
+                 "--no-progress"]) == 0
+    assert seen == [1, 2] and torch.get_num_threads() == before

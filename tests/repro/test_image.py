@@ -21,7 +21,11 @@ def test_smoke_grid_is_small_and_full_grid_is_the_study(tmp_path):
     byol = {s.config["head"] for s in full if s.config["method"] == "byol_offdiag"}
     assert byol == {"mlp", "linear", "offdiag", "diagonal", "identity", "directpred", "directcopy"}
     assert all("hardware=gpu" in s.config["overrides"] for s in full)
-    assert "data.train_path=/data" in full[0].config["overrides"]
+    # where the data and the run live is not part of the fingerprinted config (results can move)
+    assert not any(o.startswith(("data.train_path", "checkpoint.dir", "++enable_progress_bar"))
+                   for s in full for o in s.config["overrides"])
+    assert "data.train_path=/data" in E.runtime_overrides(tmp_path, "cifar10", Path("/data"), False)
+    assert f"data.val_path={tmp_path / 'd' / 'val'}" in E.runtime_overrides(tmp_path, "digits", tmp_path / "d", False)
     assert len({s.key for s in full}) == len(full)  # one folder per run
     assert len({o for s in full for o in s.config["overrides"] if o.startswith("name=")}) == len(full)
     assert len(E.image_specs("smoke", "cpu", 2, tmp_path, None)) == 2 * len(smoke)
@@ -43,19 +47,29 @@ def test_image_run_pretrains_probes_and_summarises(tmp_path, digits16, monkeypat
         ckpt_dir = Path(next(o.split("=", 1)[1] for o in overrides if o.startswith("checkpoint.dir=")))
         head = next(o.split("=", 1)[1] for o in overrides if o.startswith("method_kwargs.predictor.kind="))
         return fakes.fake_solo_run(ckpt_dir / "byol_offdiag" / "run1", head,
-                                   offdiag=[0, 0.4, 0.8, 1.0, 0.9, 0.6, 0.4, 0.3, 0.25, 0.2])
+                                   offdiag=[0, 0.4, 0.8, 1.0, 0.9, 0.6, 0.4, 0.3, 0.25, 0.2], **finish)
 
     monkeypatch.setattr(adapter, "pretrain", fake_pretrain)
     spec = next(s for s in E.image_specs("smoke", "cpu", 1, tmp_path / "data", None) if s.config["head"] == "offdiag")
     spec.compute = lambda run_dir, c=spec.config: E._image_run(run_dir, c, digits16, "cpu")
+
+    # pretraining that returns early (Lightning swallows Ctrl-C) is not a finished run
+    finish = {"epoch": 0, "global_step": 3, "max_epochs": 2}
+    out = execute(spec, tmp_path / "smoke", log=lambda m: None)
+    assert out.status == "failed" and "IncompletePretraining" in out.error and "epoch 1 of 2" in out.error
+    assert not (out.run_dir / "pretrain.json").exists() and not (out.run_dir / "done.json").exists()
+
+    finish = {"epoch": 1, "global_step": 6, "max_epochs": 2}
     out = execute(spec, tmp_path / "smoke", log=lambda m: None)
     assert out.status == "done", out.error
+    assert json.loads((out.run_dir / "run.json").read_text())["attempt"] == 2
     r = out.result
     assert r["head"] == "offdiag" and r["dataset"] == "digits" and 0 <= r["probe_acc1"] <= 100
     assert r["probe_acc1"] > 30 and r["knn_acc1"] > 30  # even random ResNet features beat chance (10%)
     assert r["rankme_z"] == 40.0
     assert r["head_offdiag"]["peak"] == 1.0 and r["head_offdiag"]["peak_position"] == pytest.approx(3 / 9)
     assert calls[0][1] == "byol_offdiag" and "++seed=0" in calls[0][0]
+    assert not Path(r["solo_run_dir"]).is_absolute()  # relative to the run folder
     probe = json.loads((out.run_dir / "probe.json").read_text())
     assert probe["n_train"] == 1438 and probe["n_val"] == 359 and probe["protocol"]["knn_k"] == 20
 
@@ -69,7 +83,14 @@ def test_image_run_pretrains_probes_and_summarises(tmp_path, digits16, monkeypat
 
     # an interrupted evaluation resumes without pretraining again
     (out.run_dir / "done.json").unlink()
-    assert execute(spec, tmp_path / "smoke", log=lambda m: None).status == "done" and len(calls) == 1
+    assert execute(spec, tmp_path / "smoke", log=lambda m: None).status == "done" and len(calls) == 2
+
+    # a moved results folder is still valid: cached, and its figures are drawn from the new place
+    import shutil
+
+    shutil.move(tmp_path / "smoke", tmp_path / "moved")
+    assert execute(spec, tmp_path / "moved", log=lambda m: None).status == "cached" and len(calls) == 2
+    assert {"c3_head_trajectory.png", "rank_spectrum.png"} <= {p.name for p in write_figures(tmp_path / "moved")}
 
 
 @pytest.mark.solo
@@ -85,5 +106,5 @@ def test_real_solo_run_on_digits(tmp_path, digits16):
     out = execute(spec, tmp_path / "smoke", log=lambda m: None)
     assert out.status == "done", out.error + (out.run_dir / "error.txt").read_text()
     assert 0 <= out.result["probe_acc1"] <= 100 and out.result["head_offdiag"] is not None
-    args = json.loads((Path(out.result["solo_run_dir"]) / "args.json").read_text())
+    args = json.loads((out.run_dir / out.result["solo_run_dir"] / "args.json").read_text())
     assert args["method_kwargs"]["predictor"]["kind"] == "offdiag" and args["seed"] == 0

@@ -105,3 +105,31 @@ def test_git_state_in_this_checkout_and_outside(tmp_path):
     if inside["sha"] is not None:
         assert len(inside["sha"]) == 40 and isinstance(inside["dirty"], bool)
     assert envinfo.git_state(tmp_path) == {"sha": None, "dirty": None, "branch": None}
+
+
+def test_changed_config_starts_from_scratch_without_stale_state(tmp_path):
+    calls: list = []
+    out = execute(_spec(calls, fail=True), tmp_path, log=lambda m: None)  # unfinished, leaves work.txt
+    (out.run_dir / "checkpoint.ckpt").write_text("state of config a=1")
+    messages: list[str] = []
+    again = execute(_spec(calls, config={"a": 2}), tmp_path, log=messages.append)
+    assert again.status == "done" and not (again.run_dir / "checkpoint.ckpt").exists()
+    assert json.loads((again.run_dir / "run.json").read_text())["attempt"] == 1
+    assert any("config changed" in m for m in messages)
+
+
+def test_interrupt_is_recorded_and_reraised_then_resumed(tmp_path):
+    calls: list = []
+
+    def interrupted(run_dir):
+        calls.append(run_dir)
+        raise KeyboardInterrupt
+
+    spec = _spec(calls)
+    spec_int = RunSpec(key=spec.key, config=spec.config, compute=interrupted, seed=3)
+    with pytest.raises(KeyboardInterrupt):
+        execute(spec_int, tmp_path, log=lambda m: None)
+    run_dir = tmp_path / spec.key
+    assert "interrupted" in (run_dir / "error.txt").read_text() and read_done(run_dir) is None
+    out = execute(spec, tmp_path, log=lambda m: None)
+    assert out.status == "done" and json.loads((run_dir / "run.json").read_text())["attempt"] == 2

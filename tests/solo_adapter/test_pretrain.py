@@ -128,3 +128,18 @@ def test_solo_main_pretrain_finds_our_methods_and_configs(checkout, image_folder
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert list((tmp_path / "trained_models" / "byol_offdiag").glob("*/*.ckpt"))
+
+
+def test_interrupted_fit_is_not_reported_as_finished(image_folder, tmp_path, monkeypatch):
+    """lightning 2.1 returns normally from fit() after Ctrl-C: pretrain must raise instead."""
+    from lightning.pytorch import Trainer
+    from lightning.pytorch.trainer.states import TrainerStatus
+
+    from solo_offdiag.solo_adapter import pretrain
+
+    def interrupted_fit(self, *args, **kwargs):
+        self.state.status = TrainerStatus.INTERRUPTED
+
+    monkeypatch.setattr(Trainer, "fit", interrupted_fit)
+    with pytest.raises(KeyboardInterrupt, match="run the same command again"):
+        pretrain([*TINY, *_paths(image_folder, tmp_path), "auto_resume.enabled=false"])
