@@ -127,6 +127,13 @@ def claims_table(report: Any) -> Table:
                  caption=f"Claim checks, preset {report.preset}.")
 
 
+def _verdict(crit: dict[str, Any]) -> str:
+    """PASS/FAIL; a negative control (a check that must reject its arm) says so instead."""
+    if crit.get("negative_control"):
+        return "ACCEPTED (negative control broken)" if crit.get("passed") else "rejected (negative control, as expected)"
+    return "PASS" if crit.get("passed") else "FAIL"
+
+
 def theory_table(summaries: dict[str, dict[str, Any] | None]) -> Table:
     rows = []
     for name, s in summaries.items():
@@ -134,7 +141,7 @@ def theory_table(summaries: dict[str, dict[str, Any] | None]) -> Table:
             rows.append([name, "", "not run", "", None])
             continue
         for key, crit in (s.get("criteria") or {}).items():
-            rows.append([name, key, "PASS" if crit.get("passed") else "FAIL", crit.get("detail", ""),
+            rows.append([name, key, _verdict(crit), crit.get("detail", ""),
                          s.get("wall_time_s")])
     return Table("theory", ["experiment", "criterion", "status", "detail", "wall time (s)"], rows,
                  caption="Theory experiments: criteria as evaluated by each experiment.")

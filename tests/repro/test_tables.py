@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import io
 
-from solo_offdiag.repro.tables import Table, c1_c2_table
+from solo_offdiag.repro.tables import Table, c1_c2_table, theory_table
 
 
 def _records(fakes):
@@ -39,3 +39,13 @@ def test_escaping_and_empty_cells():
     assert r"50\% \& more\_" in t.latex()
     assert t.csv().splitlines()[1] == "50% & more_,"
     assert "nan" in t.markdown() and "1.235" in t.markdown()
+
+
+def test_theory_table_names_negative_controls():
+    rejected = {"passed": False, "detail": "0/8 seeds", "negative_control": True}
+    accepted = {"passed": True, "detail": "8/8 seeds", "negative_control": True}
+    table = theory_table({"b_fixed_head": {"criteria": {"C5": {"passed": False, "detail": "x"},
+                                                          "C4_on_fixed_head": rejected}},
+                          "broken": {"criteria": {"C4_on_fixed_head": accepted}}})
+    statuses = [row[2] for row in table.rows]
+    assert statuses == ["FAIL", "rejected (negative control, as expected)", "ACCEPTED (negative control broken)"]
