@@ -143,3 +143,18 @@ def test_interrupted_fit_is_not_reported_as_finished(image_folder, tmp_path, mon
     monkeypatch.setattr(Trainer, "fit", interrupted_fit)
     with pytest.raises(KeyboardInterrupt, match="run the same command again"):
         pretrain([*TINY, *_paths(image_folder, tmp_path), "auto_resume.enabled=false"])
+
+
+def test_pretrain_with_the_gpu_resident_data_path(image_folder, tmp_path):
+    """performance.data_loader=gpu: the uint8 set and the augmentations live on the model's device
+    (here the CPU), and solo's byol_offdiag trains from it unchanged."""
+    import torch
+
+    from solo_offdiag.solo_adapter import pretrain
+
+    run_dir = pretrain([*TINY, *_paths(image_folder, tmp_path), "auto_resume.enabled=false",
+                        "performance.data_loader=gpu", "+performance.augment_seed=0"])
+    state = torch.load(sorted(run_dir.glob("*.ckpt"))[-1], map_location="cpu", weights_only=False)
+    assert state["global_step"] == 2
+    offdiag = state["state_dict"]["predictor.offdiag"]
+    assert torch.isfinite(offdiag).all() and offdiag.abs().sum() > 0  # the head trained
