@@ -117,7 +117,7 @@ def _names(requested: list[str]) -> list[str]:
 
 def _run(args: argparse.Namespace) -> int:
     from solo_offdiag.repro import experiments as E
-    from solo_offdiag.repro.pipeline import run_experiments
+    from solo_offdiag.repro.pipeline import DataUnavailable, run_experiments
 
     try:
         names = _names(args.experiments)
@@ -136,6 +136,9 @@ def _run(args: argparse.Namespace) -> int:
                                    progress=not args.no_progress, force=args.force, threads=_threads(args))
     except KeyboardInterrupt:
         return _interrupted()
+    except DataUnavailable as err:
+        print(f"solo-offdiag repro run: {err}")
+        return 2
     return 1 if any(o.status == "failed" for o in outcomes) else 0
 
 
@@ -193,7 +196,7 @@ def _check(args: argparse.Namespace) -> int:
 
 
 def _all(args: argparse.Namespace) -> int:
-    from solo_offdiag.repro.pipeline import run_all
+    from solo_offdiag.repro.pipeline import DataUnavailable, run_all
 
     try:
         result = run_all(preset=args.preset, device=args.device, seeds=args.seeds, results=args.results,
@@ -201,6 +204,9 @@ def _all(args: argparse.Namespace) -> int:
                          strict=args.strict, threads=_threads(args))
     except KeyboardInterrupt:
         return _interrupted()
+    except DataUnavailable as err:
+        print(f"solo-offdiag repro all: {err}")
+        return 2
     print("\n".join(result.report.lines()))
     print(f"[repro] all --preset {args.preset}: {result.wall_time_s:.0f} s; results in "
           f"{args.results / args.preset} (check.txt, tables/, figures/)")

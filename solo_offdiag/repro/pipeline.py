@@ -34,15 +34,54 @@ def _print(msg: str) -> None:
     print(msg, flush=True)
 
 
-def prepare_data(names: Sequence[str], preset: str, results: Path, log: Callable[[str], None] = _print) -> None:
-    """Export the embedded digits data set when an image experiment of the preset uses it."""
+class DataUnavailable(RuntimeError):
+    """A data set of the preset's grid is neither on disk nor downloadable."""
+
+
+#: torchvision classes and the splits solo-learn's pretraining and our probe read.
+_TORCHVISION = {"cifar10": ("CIFAR10", "train"), "cifar100": ("CIFAR100", "train"), "stl10": ("STL10", "split")}
+
+
+def ensure_torchvision_dataset(dataset: str, data_dir: Path) -> Path:
+    """Find ``dataset`` under ``data_dir`` or download it there (torchvision checks integrity).
+
+    Raises :class:`DataUnavailable` naming the folder, the cause and where the instructions are,
+    so that a grid of runs fails once, before training, instead of once per run.
+    """
+    import torchvision.datasets as tvd
+
+    cls_name, kind = _TORCHVISION[dataset]
+    cls = getattr(tvd, cls_name)
+    try:
+        if kind == "split":
+            for split in ("train+unlabeled", "test"):
+                cls(str(data_dir), split=split, download=True)
+        else:
+            for train in (True, False):
+                cls(str(data_dir), train=train, download=True)
+    except Exception as err:  # URLError, integrity failure, disk full, ...
+        raise DataUnavailable(
+            f"{dataset}: not found in {str(data_dir)!r} and the download failed "
+            f"({type(err).__name__}: {err}). Put the torchvision copy there or pass --data-dir "
+            "(artifact/README.md, 'Data')") from err
+    return data_dir
+
+
+def prepare_data(names: Sequence[str], preset: str, results: Path, log: Callable[[str], None] = _print,
+                 data_dir: Path | None = None) -> None:
+    """Make the preset's image data sets ready before any run: export the embedded digits set,
+    find or download CIFAR-10/100 and STL-10 (:func:`ensure_torchvision_dataset`)."""
     if E.IMAGE_EXPERIMENT not in names:
         return
-    if any(entry["dataset"] == "digits" for entry in E.image_grid(preset)["grid"]):
+    datasets = {entry["dataset"] for entry in E.image_grid(preset)["grid"]}
+    if "digits" in datasets:
         from solo_offdiag.repro.digits import export_digits
 
         root = export_digits(results / "data" / "digits32", size=32)
         log(f"[repro] digits data set ready: {root}")
+    for dataset in sorted(datasets & set(_TORCHVISION)):
+        folder = ensure_torchvision_dataset(dataset, Path(data_dir or "datasets").resolve())
+        log(f"[repro] {dataset} ready in {folder}")
 
 
 def run_experiments(
@@ -86,7 +125,7 @@ def _run_experiments(
 
     results = Path(results)
     preset_dir = results / preset
-    prepare_data(names, preset, results, log)
+    prepare_data(names, preset, results, log, data_dir)
     specs = E.specs_for(names, preset, device, seeds, results / "data", data_dir, progress)
     preset_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_json(preset_dir / "env.json", environment())
