@@ -297,26 +297,28 @@ def _exp_b(ctx: Context) -> dict[str, Any]:
     return summary
 
 
-@register_experiment("c_no_bn", "batch normalisation removed (C6: no acceleration)")
-def _exp_c(ctx: Context) -> dict[str, Any]:
+def _ablation(ctx: Context, name: str, arm: str, switch: dict[str, Any], title: str, claim: str,
+              check: Any) -> dict[str, Any]:
+    """The full model against one switch turned off, same seeds and samples (paired arms)."""
     base = ctx.base()
     results = _run_arms(ctx, {"full": seeds_of(base, ctx.seeds),
-                              "no_bn": seeds_of(base.replace(batch_norm=False), ctx.seeds)}, "c")
-    figs = _figures_for_arms(ctx, results, "dynamics", "with vs without BN")
-    summary = _write_common(ctx, "c_no_bn", results, {"figures": figs})
-    summary["criteria"] = {"C6": criteria.check_c6(summary).to_dict()}
+                              arm: seeds_of(base.replace(**switch), ctx.seeds)}, name[0])
+    figs = _figures_for_arms(ctx, results, "dynamics", title)
+    summary = _write_common(ctx, name, results, {"figures": figs})
+    summary["criteria"] = {claim: check(summary).to_dict()}
     return summary
+
+
+@register_experiment("c_no_bn", "batch normalisation removed (C6: no acceleration)")
+def _exp_c(ctx: Context) -> dict[str, Any]:
+    return _ablation(ctx, "c_no_bn", "no_bn", {"batch_norm": False}, "with vs without BN", "C6",
+                     criteria.check_c6)
 
 
 @register_experiment("d_no_stopgrad", "stop-gradient removed from the target (C7)")
 def _exp_d(ctx: Context) -> dict[str, Any]:
-    base = ctx.base()
-    results = _run_arms(ctx, {"full": seeds_of(base, ctx.seeds),
-                              "no_stop_gradient": seeds_of(base.replace(stop_gradient=False), ctx.seeds)}, "d")
-    figs = _figures_for_arms(ctx, results, "dynamics", "with vs without stop-gradient")
-    summary = _write_common(ctx, "d_no_stopgrad", results, {"figures": figs})
-    summary["criteria"] = {"C7": criteria.check_c7(summary).to_dict()}
-    return summary
+    return _ablation(ctx, "d_no_stopgrad", "no_stop_gradient", {"stop_gradient": False},
+                     "with vs without stop-gradient", "C7", criteria.check_c7)
 
 
 def _loglog_fit(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
