@@ -95,7 +95,7 @@ def _timed(callbacks: list[pl.Callback], every_n_steps: int) -> dict[str, list[f
 
 def run_once(args: argparse.Namespace, with_callbacks: bool, root: Path) -> dict[str, float]:
     """One fit; returns train wall seconds and, with callbacks, the hook and worker times."""
-    pl.seed_everything(0, verbose=False)
+    pl.seed_everything(0)
     generator = torch.Generator().manual_seed(0)
     data = torch.randn(args.batch_size * 16, args.in_dim, generator=generator)
     loader = DataLoader(

@@ -63,7 +63,7 @@ def _fit(
     **kwargs: Any,
 ) -> pl.Trainer:
     """Fit ``module`` (default: a fresh ToyBYOL) with ``callbacks``; returns the trainer."""
-    pl.seed_everything(0, verbose=False)
+    pl.seed_everything(0)
     module = module if module is not None else ToyBYOL()
     trainer = make_trainer(tmp_path, callbacks, max_steps, **kwargs)
     val_loader = toy_loader(n=96, batch_size=32, seed=1, shuffle=False) if val else None

@@ -122,7 +122,8 @@ def test_resume_keeps_each_logged_step_exactly_once(tmp_path, fit):
     ckpt_dir = tmp_path / "ckpt"
 
     def checkpoint():
-        return ModelCheckpoint(dirpath=ckpt_dir, every_n_train_steps=10, save_top_k=-1)
+        # str: lightning 2.1 stores dirpath as given and its resume loads with torch's weights_only
+        return ModelCheckpoint(dirpath=str(ckpt_dir), every_n_train_steps=10, save_top_k=-1)
 
     fit(tmp_path, [*_callbacks(tmp_path), checkpoint()], max_steps=15, enable_checkpointing=True)
     before = read_metrics_csv(tmp_path / "analysis" / "metrics.csv")
@@ -268,7 +269,7 @@ from solo_offdiag.analysis.toy import ToyBYOL, toy_loader
 
 if __name__ == "__main__":
     out = sys.argv[1]
-    pl.seed_everything(0, verbose=False)
+    pl.seed_everything(0)
     cfg = AnalysisConfig(every_n_steps=5, queue_size=100)
     trainer = pl.Trainer(
         accelerator="cpu", devices=2, strategy="ddp", max_steps=10, logger=False,
