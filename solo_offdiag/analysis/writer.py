@@ -6,6 +6,10 @@ state. The :class:`AnalysisWriter` shared by the callbacks of one folder merges 
 an empty cell where a metric was not computed at that step; ``nan`` where it was computed on
 non-finite data). The file is rewritten atomically from the state, so after a checkpoint resume it
 holds each logged step exactly once: rows logged after the checkpoint are replaced, not repeated.
+
+A rewrite costs O(rows) (about 0.1 s for 4,000 rows x 25 columns), so during training it happens
+at most every ``min_interval_s`` seconds; the callbacks also write it at every checkpoint, at the
+end of training and on an exception, so the file always matches what a checkpoint holds.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Protocol
@@ -31,6 +36,8 @@ __all__ = [
 ]
 
 METRICS_CSV = "metrics.csv"
+#: seconds between two rewrites of metrics.csv triggered by :meth:`AnalysisWriter.sync`.
+SYNC_INTERVAL_S = 30.0
 
 
 class RowSource(Protocol):
@@ -46,10 +53,12 @@ class AnalysisWriter:
     callbacks share one write per logging point: only the last registered source triggers it.
     """
 
-    def __init__(self, directory: str | Path) -> None:
+    def __init__(self, directory: str | Path, min_interval_s: float = SYNC_INTERVAL_S) -> None:
         self.directory = Path(directory)
+        self.min_interval_s = min_interval_s
         self.sources: list[RowSource] = []
         self.dirty = False
+        self._last_write = -math.inf
 
     def register(self, source: RowSource) -> None:
         if not any(s is source for s in self.sources):
@@ -59,8 +68,10 @@ class AnalysisWriter:
         self.dirty = True
 
     def sync(self, caller: RowSource) -> Path | None:
-        """Write ``metrics.csv`` if rows changed and ``caller`` is the last registered source."""
-        if self.dirty and self.sources and self.sources[-1] is caller:
+        """Write ``metrics.csv`` if rows changed, ``caller`` is the last registered source and the
+        last write is at least ``min_interval_s`` old (a rewrite is O(rows): keep it off most steps)."""
+        due = time.monotonic() - self._last_write >= self.min_interval_s
+        if self.dirty and due and self.sources and self.sources[-1] is caller:
             return self.write_metrics()
         return None
 
@@ -83,6 +94,7 @@ class AnalysisWriter:
             writer.writerow([step, *(_format(row.get(c)) for c in columns)])
         path = atomic_write_text(self.directory / METRICS_CSV, buffer.getvalue())
         self.dirty = False
+        self._last_write = time.monotonic()
         return path
 
     def write_npz(self, name: str, arrays: Mapping[str, Any]) -> Path:

@@ -128,3 +128,26 @@ def test_read_metrics_csv_rejects_other_csv(tmp_path):
     (tmp_path / "x.csv").write_text("epoch,loss\n0,1\n")
     with pytest.raises(ValueError, match="step"):
         read_metrics_csv(tmp_path / "x.csv")
+
+
+def test_sync_rewrites_metrics_csv_at_most_every_interval(tmp_path):
+    """A rewrite is O(rows): sync() throttles it; write_metrics() (checkpoint, end) always writes."""
+    from solo_offdiag.analysis.writer import METRICS_CSV, AnalysisWriter, read_metrics_csv
+
+    class Source:
+        rows = {0: {"a": 1.0}}
+
+    source, writer = Source(), AnalysisWriter(tmp_path, min_interval_s=3600.0)
+    writer.register(source)
+    writer.mark_dirty()
+    assert writer.sync(source) == tmp_path / METRICS_CSV  # the first write is always due
+    source.rows[5] = {"a": 2.0}
+    writer.mark_dirty()
+    assert writer.sync(source) is None and writer.dirty  # within the interval: deferred
+    assert read_metrics_csv(tmp_path / METRICS_CSV)["step"].tolist() == [0]
+    writer.write_metrics()
+    assert read_metrics_csv(tmp_path / METRICS_CSV)["step"].tolist() == [0, 5]
+    writer.min_interval_s = 0.0
+    source.rows[10] = {"a": 3.0}
+    writer.mark_dirty()
+    assert writer.sync(source) is not None and not writer.dirty
