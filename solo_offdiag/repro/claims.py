@@ -27,6 +27,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from solo_offdiag.repro.artifact import artifact_file
+
 __all__ = [
     "CLAIMS_FILE",
     "IMAGE_CRITERIA",
@@ -41,8 +43,8 @@ __all__ = [
     "load_claims",
 ]
 
-#: artifact/claims.yaml of the source checkout.
-CLAIMS_FILE = Path(__file__).resolve().parents[2] / "artifact" / "claims.yaml"
+#: artifact/claims.yaml: the installed package's copy, else the source checkout's.
+CLAIMS_FILE = artifact_file("claims.yaml")
 PRESETS = ("smoke", "full")
 CLAIM_IDS = tuple(f"C{i}" for i in range(1, 9))
 STATUSES = ("PASS", "FAIL", "SKIPPED")

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from solo_offdiag.io import atomic_write_json
+from solo_offdiag.repro.artifact import artifact_file
 from solo_offdiag.repro.runner import RunSpec
 
 __all__ = [
@@ -40,8 +41,7 @@ __all__ = [
     "theory_specs",
 ]
 
-ARTIFACT = Path(__file__).resolve().parents[2] / "artifact"
-IMAGE_CONFIG = ARTIFACT / "configs" / "image_heads.yaml"
+IMAGE_CONFIG = artifact_file("configs", "image_heads.yaml")
 IMAGE_EXPERIMENT = "image_heads"
 SOLO_PIN = "9187ea39c2c3f43c455ab06664d2b019a9802954"
 #: the one-line install hint printed with every SKIPPED image check.
