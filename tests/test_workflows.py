@@ -16,11 +16,12 @@ from pathlib import Path
 
 import pytest
 
+from solo_offdiag.solo_adapter.requirements import SOLO_PIN
+
 yaml = pytest.importorskip("yaml")
 
 ROOT = Path(__file__).resolve().parents[1]
 WORKFLOWS = ROOT / ".github" / "workflows"
-SOLO_COMMIT = "9187ea39c2c3f43c455ab06664d2b019a9802954"
 
 
 def _check_jsonschema() -> str:
@@ -81,10 +82,10 @@ def test_gpu_workflow_installs_pins_runs_checks_uploads():
     assert "--require-hashes -r artifact/env/requirements-cuda.txt" in runs
     assert (ROOT / "artifact" / "env" / "requirements-cuda.txt").is_file()
     # solo-learn from GitHub at the pinned commit, the same commit as the pin file
-    assert gpu["env"]["SOLO_LEARN_COMMIT"] == SOLO_COMMIT
+    assert gpu["env"]["SOLO_LEARN_COMMIT"] == SOLO_PIN
     assert "git+https://github.com/vturrisi/solo-learn@${SOLO_LEARN_COMMIT}" in runs
     pin = (ROOT / "artifact" / "env" / "solo-learn.pin").read_text()
-    assert SOLO_COMMIT in pin
+    assert SOLO_PIN in pin
     # the reproduction on CUDA, then the check, in that order
     all_idx = next(i for i, s in enumerate(_steps(gpu, "reproduce")) if "repro all" in s.get("run", ""))
     check_idx = next(i for i, s in enumerate(_steps(gpu, "reproduce")) if "repro check" in s.get("run", ""))

@@ -9,9 +9,11 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from solo_offdiag.solo_adapter.requirements import SOLO_COMMIT, SOLO_PIN
+
 PRESETS = ("smoke", "full")
 
-_DESCRIPTION = """\
+_DESCRIPTION = f"""\
 Reproduce Wen & Li (NeurIPS 2022): run the experiments behind claims C1-C8, draw the figures,
 write the tables (Markdown, LaTeX, CSV) and check every claim (PASS/FAIL) against artifact/claims.yaml.
 
@@ -30,9 +32,9 @@ commands:
   figures | tables | check   from the finished runs of a preset
   all                        run everything, then figures, tables and check (the main job)
 
-The image experiment needs solo-learn 1.0.6 (github.com/vturrisi/solo-learn, commit 9187ea3):
+The image experiment needs solo-learn 1.0.6 (github.com/vturrisi/solo-learn, commit {SOLO_COMMIT}):
     pip install 'setuptools<81'
-    pip install --no-build-isolation 'git+https://github.com/vturrisi/solo-learn@9187ea39c2c3f43c455ab06664d2b019a9802954'
+    pip install --no-build-isolation 'git+https://github.com/vturrisi/solo-learn@{SOLO_PIN}'
 Without it `all` skips the image experiment, says so, and checks the theory claims."""
 
 

@@ -24,6 +24,7 @@ from typing import Any
 from solo_offdiag.io import atomic_write_json
 from solo_offdiag.repro.artifact import artifact_file
 from solo_offdiag.repro.runner import RunSpec
+from solo_offdiag.solo_adapter.requirements import SOLO_PIN
 
 __all__ = [
     "IMAGE_CONFIG",
@@ -43,7 +44,6 @@ __all__ = [
 
 IMAGE_CONFIG = artifact_file("configs", "image_heads.yaml")
 IMAGE_EXPERIMENT = "image_heads"
-SOLO_PIN = "9187ea39c2c3f43c455ab06664d2b019a9802954"
 #: the one-line install hint printed with every SKIPPED image check.
 SOLO_INSTALL_HINT = (
     "pip install 'setuptools<81' && pip install --no-build-isolation "

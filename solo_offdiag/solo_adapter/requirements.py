@@ -11,6 +11,7 @@ from types import ModuleType
 __all__ = [
     "INSTALL_INSTRUCTIONS",
     "SOLO_COMMIT",
+    "SOLO_PIN",
     "SOLO_VERSION",
     "SoloLearnNotInstalled",
     "require_solo",
@@ -18,7 +19,12 @@ __all__ = [
 ]
 
 SOLO_VERSION = "1.0.6"
-SOLO_COMMIT = "9187ea3"
+#: the solo-learn commit we pin (its main branch at 1.0.6): the one definition in the project;
+#: artifact/env/solo-learn.pin, the GPU workflow and the docs repeat it (tests/test_workflows.py
+#: checks them against this constant).
+SOLO_PIN = "9187ea39c2c3f43c455ab06664d2b019a9802954"
+#: its short form, as messages, run records (env.json) and the docs write it.
+SOLO_COMMIT = SOLO_PIN[:7]
 
 INSTALL_INSTRUCTIONS = f"""\
 solo-offdiag needs solo-learn {SOLO_VERSION} (github.com/vturrisi/solo-learn, commit {SOLO_COMMIT}),

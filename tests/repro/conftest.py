@@ -136,13 +136,13 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     marked = [i for i in items if i.get_closest_marker("solo") is not None and here in Path(str(i.fspath)).parents]
     if not marked:
         return
-    from solo_offdiag.solo_adapter.requirements import solo_available
+    from solo_offdiag.solo_adapter.requirements import SOLO_PIN, solo_available
 
     ok, reason = solo_available()
     if ok:
         return
     skip = pytest.mark.skip(reason=f"solo-learn 1.0.6 not installed ({reason.splitlines()[0]}): "
                                    "pip install 'setuptools<81' && pip install --no-build-isolation "
-                                   "'git+https://github.com/vturrisi/solo-learn@9187ea39c2c3f43c455ab06664d2b019a9802954'")
+                                   f"'git+https://github.com/vturrisi/solo-learn@{SOLO_PIN}'")
     for item in marked:
         item.add_marker(skip)

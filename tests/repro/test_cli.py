@@ -30,7 +30,7 @@ def test_helps(args, capsys):
 def test_help_as_a_process_is_light():
     out = subprocess.run([sys.executable, "-m", "solo_offdiag", "repro", "--help"], capture_output=True,
                          text=True, cwd=ROOT, timeout=120)
-    assert out.returncode == 0 and "smoke" in out.stdout and "9187ea39c2c3f43c455ab06664d2b019a9802954" in out.stdout
+    assert out.returncode == 0 and "smoke" in out.stdout and E.SOLO_PIN in out.stdout
     probe = "import sys; from solo_offdiag.cli.main import build_parser; build_parser(); " \
             "print(sorted(m for m in ('torch', 'matplotlib', 'solo', 'lightning') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=ROOT, timeout=120)
