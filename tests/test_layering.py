@@ -19,6 +19,7 @@ PACKAGE = ROOT / "solo_offdiag"
 # Higher number = higher layer. A module may import only from its own layer or below.
 LAYERS: dict[str, int] = {
     "solo_offdiag.io": 0,
+    "solo_offdiag.suggest": 0,
     "solo_offdiag.config.validate": 0,
     "solo_offdiag.heads": 0,
     "solo_offdiag.analysis.config": 0,

@@ -71,8 +71,9 @@ def test_solo_pin_is_one_value():
 
 
 def test_the_commit_patterns_can_fail():
-    assert _COMMIT_PATTERNS[0].findall("pip install 'git+https://github.com/vturrisi/solo-learn@0123abc'") == ["0123abc"]
-    assert not SOLO_PIN.startswith("0123abc")
+    other = "0123abc"
+    assert _COMMIT_PATTERNS[0].findall(f"pip install 'git+https://github.com/vturrisi/solo-learn@{other}'") == [other]
+    assert not SOLO_PIN.startswith(other)
 
 
 def test_no_file_names_a_registry_host():

@@ -11,7 +11,7 @@ import typing
 from typing import Any
 
 from solo_offdiag.config.schema import OffDiagMethodConfig
-from solo_offdiag.config.validate import _describe
+from solo_offdiag.config.validate import describe_type
 from solo_offdiag.heads import list_heads
 
 __all__ = ["render_reference"]
@@ -62,7 +62,7 @@ def _rows(cls: type, prefix: str) -> list[tuple[str, str, str]]:
             rows += _rows(tp, key + ".")
             continue
         default = _yaml_literal(value)
-        rows.append((key, f"`{default}`", _describe(tp)))
+        rows.append((key, f"`{default}`", describe_type(tp)))
     return rows
 
 

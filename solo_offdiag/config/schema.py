@@ -22,7 +22,6 @@ warmup-cosine schedule (solo's scheduler scales every group with its own base lr
 
 from __future__ import annotations
 
-import difflib
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -30,12 +29,13 @@ from typing import Any
 
 from solo_offdiag.analysis.config import AnalysisConfig
 from solo_offdiag.config.validate import ConfigError, from_mapping, non_negative
-from solo_offdiag.heads import UnknownHeadError, head_options, list_heads
+from solo_offdiag.heads import UnknownHeadError, head_options
+from solo_offdiag.suggest import did_you_mean
 
-__all__ = ["OffDiagMethodConfig", "PredictorConfig", "validate_method_cfg"]
+__all__ = ["OffDiagMethodConfig", "PredictorConfig", "check_num_large_crops", "validate_method_cfg"]
 
-#: solo-learn's own method_kwargs keys of BYOL/SimSiam that we accept next to ours.
-SOLO_METHOD_KEYS = ("proj_hidden_dim", "proj_output_dim", "pred_hidden_dim")
+#: solo-learn methods that do not compare exactly two large crops (every other one does, ours too).
+_ANY_LARGE_CROPS = ("wmse", "mae")
 
 
 def _is_number(value: Any) -> bool:
@@ -63,8 +63,7 @@ class PredictorConfig:
             raise ConfigError(f"method_kwargs.predictor.kind: {err}") from None
         for key in self.options:
             if key not in allowed:
-                close = difflib.get_close_matches(key, list(allowed), n=1)
-                hint = f"; did you mean {close[0]!r}?" if close else ""
+                hint = did_you_mean(key, allowed)
                 raise ConfigError(
                     f"method_kwargs.predictor.options: head {self.kind!r} has no option {key!r}"
                     f"{hint} (allowed: {', '.join(sorted(allowed)) or 'none'})"
@@ -125,16 +124,25 @@ def validate_method_cfg(cfg: Mapping[str, Any]) -> OffDiagMethodConfig:
         if not _is_number(lr) or not math.isfinite(float(lr)) or lr < 0:
             raise ConfigError(f"optimizer.lr: got {lr!r}; allowed: a finite number >= 0")
 
-    data = cfg.get("data") or {}
+    check_num_large_crops(cfg.get("data") or {})
+    return typed
+
+
+def check_num_large_crops(data: Mapping[str, Any], method: str | None = None) -> None:
+    """``data.num_large_crops`` must be 2: for our methods (``method=None``) and for solo-learn's
+    ``method`` unless it is wmse or mae (``solo-offdiag pretrain`` runs those too).
+
+    Raises:
+        ConfigError: naming the key, the value and what is allowed.
+    """
     crops = data.get("num_large_crops", 2)
-    if crops != 2:
+    if crops == 2 or method in _ANY_LARGE_CROPS:
+        return
+    if method is None:
         raise ConfigError(
             f"data.num_large_crops: got {crops!r}; allowed: 2 (BYOL/SimSiam with an off-diagonal "
             "head compare exactly two large views; use num_small_crops for extra crops)"
         )
-    return typed
-
-
-def known_heads_text() -> str:
-    """One line per head kind with its options, for ``solo-offdiag heads`` and errors."""
-    return "\n".join(f"{k}: options {head_options(k)}" for k in list_heads())
+    raise ConfigError(
+        f"augmentations: give {crops} large crops (data.num_large_crops); {method} needs exactly 2"
+    )

@@ -8,14 +8,25 @@ misspelled option never silently falls back to its default.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import math
+import sys
 import types
 import typing
 from collections.abc import Mapping
 from typing import Any, TypeVar
 
-__all__ = ["ConfigError", "from_mapping", "to_mapping", "positive", "non_negative", "unit_interval"]
+from solo_offdiag.suggest import did_you_mean
+
+__all__ = [
+    "ConfigError",
+    "describe_type",
+    "from_mapping",
+    "non_negative",
+    "plain",
+    "positive",
+    "to_mapping",
+    "unit_interval",
+]
 
 T = TypeVar("T")
 
@@ -36,17 +47,18 @@ def unit_interval(value: Any) -> bool:
     return 0 <= value <= 1
 
 
-def _describe(tp: Any) -> str:
+def describe_type(tp: Any) -> str:
+    """What a value of annotation ``tp`` must be, in words (errors, the README's key table)."""
     origin = typing.get_origin(tp)
     if origin is typing.Literal:
         return "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
     if origin in (typing.Union, types.UnionType):
-        return " or ".join(_describe(a) for a in typing.get_args(tp))
+        return " or ".join(describe_type(a) for a in typing.get_args(tp))
     if tp is type(None):
         return "null"
     if origin in (tuple, list):
         (inner, *_) = typing.get_args(tp) or (Any,)
-        return f"a list of {_describe(inner)}"
+        return f"a list of {describe_type(inner)}"
     if origin in (dict, Mapping):
         return "a mapping"
     return getattr(tp, "__name__", str(tp))
@@ -97,7 +109,7 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     elif tp is str:
         if isinstance(value, str):
             return value
-    raise ConfigError(f"{key}: got {value!r} ({type(value).__name__}); expected {_describe(tp)}")
+    raise ConfigError(f"{key}: got {value!r} ({type(value).__name__}); expected {describe_type(tp)}")
 
 
 def from_mapping(cls: type[T], data: Mapping[str, Any] | None, *, prefix: str = "") -> T:
@@ -117,8 +129,7 @@ def from_mapping(cls: type[T], data: Mapping[str, Any] | None, *, prefix: str = 
     for key, value in data.items():
         full = f"{prefix}.{key}" if prefix else str(key)
         if key not in fields:
-            close = difflib.get_close_matches(str(key), list(fields), n=1, cutoff=0.6)
-            hint = f"; did you mean {(prefix + '.' if prefix else '') + close[0]!r}?" if close else ""
+            hint = did_you_mean(key, fields, prefix=f"{prefix}." if prefix else "")
             raise ConfigError(
                 f"unknown key {full!r}{hint} (known under {prefix or 'the root'}: "
                 f"{', '.join(sorted(fields))})"
@@ -137,6 +148,17 @@ def from_mapping(cls: type[T], data: Mapping[str, Any] | None, *, prefix: str = 
         if isinstance(err, ConfigError):
             raise
         raise ConfigError(f"{prefix or 'config'}: {err}") from err
+
+
+def plain(obj: Any) -> Any:
+    """An OmegaConf container as plain dicts/lists (interpolations resolved); anything else as is.
+
+    Does not import omegaconf: an OmegaConf object exists only once omegaconf has been imported.
+    """
+    omegaconf = sys.modules.get("omegaconf")
+    if omegaconf is not None and isinstance(obj, omegaconf.Container):
+        return omegaconf.OmegaConf.to_container(obj, resolve=True)
+    return obj
 
 
 def to_mapping(obj: Any) -> Any:

@@ -47,7 +47,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from solo_offdiag.config.validate import ConfigError, from_mapping, positive, unit_interval
+from solo_offdiag.config.validate import ConfigError, from_mapping, plain, positive, unit_interval
 
 __all__ = [
     "DATASET_STATS",
@@ -190,7 +190,7 @@ class ViewAugmentConfig:
         :data:`DATASET_STATS`, its statistics win over ``mean``/``std`` (solo-learn's rule); for
         other datasets the entry's ``mean``/``std`` or ImageNet's are used.
         """
-        data = _plain(entry)
+        data = plain(entry)
         if not isinstance(data, Mapping):
             raise ConfigError(f"augmentations entry: got {entry!r}; expected a mapping")
         data = dict(data)
@@ -207,23 +207,13 @@ def views_from_solo_cfg(augmentations: Sequence[Mapping[str, Any]], dataset: str
     if isinstance(augmentations, Mapping) or not augmentations:
         raise ConfigError(f"augmentations: got {augmentations!r}; expected a non-empty list of pipelines")
     views: list[ViewAugmentConfig] = []
-    for i, entry in enumerate(_plain(augmentations)):
+    for i, entry in enumerate(plain(augmentations)):
         try:
             cfg = ViewAugmentConfig.from_solo_cfg(entry, dataset)
         except ConfigError as err:
             raise ConfigError(str(err).replace("augmentations[]", f"augmentations[{i}]")) from None
         views += [cfg] * cfg.num_crops
     return views
-
-
-def _plain(obj: Any) -> Any:
-    """OmegaConf containers -> plain Python without importing omegaconf."""
-    to_container = getattr(type(obj), "to_container", None)
-    if to_container is not None and hasattr(obj, "_get_node"):
-        from omegaconf import OmegaConf  # only reached for an OmegaConf object
-
-        return OmegaConf.to_container(obj, resolve=True)
-    return obj
 
 
 # ----------------------------------------------------------------------------- parameters

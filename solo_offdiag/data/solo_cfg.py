@@ -12,8 +12,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from solo_offdiag.config.validate import ConfigError
-from solo_offdiag.data.gpu_augment import _plain, views_from_solo_cfg
+from solo_offdiag.config.validate import ConfigError, plain
+from solo_offdiag.data.gpu_augment import views_from_solo_cfg
 from solo_offdiag.data.gpu_datamodule import GPUPretrainDataModule
 from solo_offdiag.data.sources import InMemoryImages, load_dataset
 from solo_offdiag.perf import PerformanceConfig
@@ -40,7 +40,7 @@ def build_gpu_datamodule(
     Raises:
         ConfigError: a missing/invalid key, naming it.
     """
-    cfg = _plain(cfg)
+    cfg = plain(cfg)
     perf = performance if performance is not None else PerformanceConfig.from_mapping(cfg.get("performance"))
     data_cfg = _section(cfg, "data")
     dataset = data_cfg.get("dataset")

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import difflib
 import inspect
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 from solo_offdiag.heads.base import PredictionHead
+from solo_offdiag.suggest import did_you_mean
 
 __all__ = ["HEADS", "UnknownHeadError", "build_head", "head_options", "list_heads", "register_head"]
 
@@ -52,8 +52,7 @@ def _resolve(kind: str) -> type[PredictionHead]:
     try:
         return HEADS[kind]
     except (KeyError, TypeError):
-        close = difflib.get_close_matches(str(kind), list_heads(), n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        hint = did_you_mean(kind, list_heads(), parenthesised=True)
         raise UnknownHeadError(
             f"unknown head {kind!r}{hint}; known: {', '.join(list_heads())}"
         ) from None
@@ -86,8 +85,7 @@ def build_head(kind: str, dim: int, **options: Any) -> PredictionHead:
     unknown = sorted(set(options) - set(allowed))
     if unknown:
         bad = unknown[0]
-        close = difflib.get_close_matches(bad, list(allowed), n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        hint = did_you_mean(bad, allowed, parenthesised=True)
         raise ValueError(
             f"head {kind!r} has no option {bad!r}{hint}; allowed: "
             f"{', '.join(sorted(allowed)) or '(none)'}"

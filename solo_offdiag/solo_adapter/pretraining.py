@@ -27,6 +27,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from solo_offdiag.config import ConfigError
+from solo_offdiag.config.schema import check_num_large_crops
 from solo_offdiag.io import atomic_write_text
 from solo_offdiag.perf import PerformanceConfig
 from solo_offdiag.solo_adapter.configs import CONFIGS_PACKAGE, configs_dir
@@ -256,11 +257,7 @@ def run_pretrain(cfg: DictConfig) -> Path:
     performance = validate_cfg(cfg)
     if cfg.method not in METHODS:
         raise ConfigError(f"method: got {cfg.method!r}; known: {', '.join(sorted(METHODS))}")
-    if cfg.data.num_large_crops != 2 and cfg.method not in ("wmse", "mae"):
-        raise ConfigError(
-            f"augmentations: give {cfg.data.num_large_crops} large crops (data.num_large_crops); "
-            f"{cfg.method} needs exactly 2"
-        )
+    check_num_large_crops(cfg.data, cfg.method)
     device_type = _device_type(cfg)
     performance.check_device(device_type)
     if not performance.channels_last:

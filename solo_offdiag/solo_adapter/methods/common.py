@@ -23,25 +23,25 @@ from collections.abc import Mapping
 from typing import Any
 
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from solo_offdiag.config import ConfigError, OffDiagMethodConfig, to_mapping, validate_method_cfg
+from solo_offdiag.config.validate import plain
 from solo_offdiag.heads import PredictionHead, build_head
 
 __all__ = ["OffDiagHeadMixin", "prepare_offdiag_cfg", "typed_method_cfg"]
 
 
-def _plain(cfg: Any) -> dict[str, Any]:
-    if isinstance(cfg, DictConfig):
-        return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
-    if isinstance(cfg, Mapping):
-        return dict(cfg)
+def _plain_mapping(cfg: Any) -> dict[str, Any]:
+    data = plain(cfg)
+    if isinstance(data, Mapping):
+        return dict(data)
     raise TypeError(f"expected a DictConfig or mapping, got {type(cfg).__name__}")
 
 
 def typed_method_cfg(cfg: Any) -> OffDiagMethodConfig:
     """Validate a whole solo config (DictConfig or mapping); return our typed ``method_kwargs``."""
-    return validate_method_cfg(_plain(cfg))
+    return validate_method_cfg(_plain_mapping(cfg))
 
 
 def prepare_offdiag_cfg(cfg: DictConfig, *, static_lr_default: bool) -> DictConfig:
@@ -58,9 +58,9 @@ def prepare_offdiag_cfg(cfg: DictConfig, *, static_lr_default: bool) -> DictConf
         ConfigError: any invalid key (see :func:`solo_offdiag.config.validate_method_cfg`), or
             ``predictor.static_lr: true`` together with ``predictor.lr``.
     """
-    plain = _plain(cfg)
-    raw_predictor = (plain.get("method_kwargs") or {}).get("predictor") or {}
-    typed = validate_method_cfg(plain)
+    plain_cfg = _plain_mapping(cfg)
+    raw_predictor = (plain_cfg.get("method_kwargs") or {}).get("predictor") or {}
+    typed = validate_method_cfg(plain_cfg)
     predictor = typed.predictor
     if "static_lr" in raw_predictor:
         static_lr = predictor.static_lr
