@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 from solo_offdiag.analysis.config import AnalysisConfig
 from solo_offdiag.config import ConfigError, OffDiagMethodConfig, validate_method_cfg
 from solo_offdiag.config.validate import from_mapping, to_mapping
+from solo_offdiag.heads import list_heads
 
 
 def _cfg(**method_kwargs):
@@ -104,7 +105,7 @@ def test_wrong_section_type() -> None:
 
 
 @given(
-    kind=st.sampled_from(["offdiag", "identity", "linear", "diagonal", "mlp", "directpred"]),
+    kind=st.sampled_from(list_heads()),
     lr=st.one_of(st.none(), st.floats(0, 10)),
     wd=st.one_of(st.none(), st.floats(0, 1)),
     every=st.integers(1, 1000),

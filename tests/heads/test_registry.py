@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import importlib
+import inspect
+import pkgutil
+
 import pytest
 import torch
 
+import solo_offdiag.heads as heads_package
 from solo_offdiag.heads import (
     HEADS,
     PredictionHead,
@@ -15,14 +20,27 @@ from solo_offdiag.heads import (
     register_head,
 )
 
-EXPECTED = ["diagonal", "directcopy", "directpred", "identity", "linear", "mlp", "offdiag"]
+
+def _public_head_classes() -> set[type]:
+    """Every public PredictionHead subclass defined in a module of solo_offdiag.heads."""
+    found = set()
+    for info in pkgutil.iter_modules(heads_package.__path__):
+        module = importlib.import_module(f"{heads_package.__name__}.{info.name}")
+        found |= {cls for name, cls in inspect.getmembers(module, inspect.isclass)
+                  if issubclass(cls, PredictionHead) and cls is not PredictionHead
+                  and cls.__module__ == module.__name__ and not name.startswith("_")}
+    return found
 
 
 def test_list_heads() -> None:
-    assert list_heads() == EXPECTED
+    assert list_heads() == sorted(HEADS)
+    # every head class the package defines is registered (a forgotten @register_head fails here)
+    classes = _public_head_classes()
+    assert classes and classes == set(HEADS.values())
+    assert {"offdiag", "identity", "linear", "mlp"} <= set(list_heads())  # the paper's heads
 
 
-@pytest.mark.parametrize("kind", EXPECTED)
+@pytest.mark.parametrize("kind", list_heads())
 def test_every_head_maps_dim_to_dim(kind: str) -> None:
     head = build_head(kind, 8)
     assert head.kind == kind
@@ -43,7 +61,7 @@ def test_unknown_head_lists_known_kinds() -> None:
         build_head("offdig", 4)
     message = str(info.value)
     assert "'offdig'" in message and "did you mean 'offdiag'" in message
-    for kind in EXPECTED:
+    for kind in list_heads():
         assert kind in message
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
+from solo_offdiag.heads import list_heads
+
 pytestmark = pytest.mark.solo
 
 HEAD_DIM = 16
@@ -47,18 +49,7 @@ def test_simsiam_forward_shapes(registered_methods, solo_cfg):
     assert isinstance(model.projector[-1], torch.nn.BatchNorm1d) and not model.projector[-1].affine
 
 
-KINDS = [
-    "offdiag",
-    "identity",
-    "linear",
-    "diagonal",
-    "mlp",
-    "directpred",
-    "directcopy",
-]
-
-
-@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("kind", list_heads())
 @pytest.mark.parametrize("method", ["byol_offdiag", "simsiam_offdiag"])
 def test_every_head_kind_trains_one_step(registered_methods, solo_cfg, make_loaders, make_trainer, method, kind):
     from solo_offdiag.heads import HEADS

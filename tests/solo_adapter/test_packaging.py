@@ -1,4 +1,5 @@
-"""pyproject's explicit package list covers every package (configs/ ships as solo_offdiag_configs)."""
+"""pyproject's explicit package list covers every package (configs/ ships as solo_offdiag_configs,
+artifact/ as solo_offdiag_artifact)."""
 
 from __future__ import annotations
 
@@ -20,4 +21,5 @@ def test_every_package_is_listed_in_pyproject():
     missing = sorted(found - listed)
     assert not missing, f"add to [tool.setuptools] packages in pyproject.toml: {missing}"
     assert "solo_offdiag_configs" in listed
+    assert "solo_offdiag_artifact" in listed  # artifact/ (claims.yaml, configs/), see test_wheel.py
     assert not (ROOT / "hydra_plugins" / "__init__.py").exists(), "hydra_plugins must stay a namespace package"
