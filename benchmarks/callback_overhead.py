@@ -1,6 +1,6 @@
 """Training wall time with the default analysis callbacks against none, in one process.
 
-Runs the same short fit of :class:`solo_offdiag.analysis.toy.ToyBYOL` (an MLP BYOL with the
+Runs the same short fit of :class:`solo_offdiag.analysis.toy.ToySimSiam` (an MLP BYOL with the
 paper's default widths: 512-d backbone features, 256-d projector output and off-diagonal head)
 alternately with and without ``build_callbacks(AnalysisConfig())`` (every 50 steps, queue 2048,
 ``z`` and ``feats``, every callback on), in the order ABBA ABBA ..., so that drift of the machine
@@ -44,7 +44,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from solo_offdiag.analysis.callbacks import build_callbacks
 from solo_offdiag.analysis.config import AnalysisConfig
-from solo_offdiag.analysis.toy import ToyBYOL
+from solo_offdiag.analysis.toy import ToySimSiam
 
 HOOKS = (
     "setup",
@@ -101,7 +101,7 @@ def run_once(args: argparse.Namespace, with_callbacks: bool, root: Path) -> dict
     loader = DataLoader(
         TensorDataset(data), batch_size=args.batch_size, shuffle=True, drop_last=True
     )
-    module = ToyBYOL(
+    module = ToySimSiam(
         in_dim=args.in_dim,
         hidden_dim=args.hidden_dim,
         feat_dim=args.feat_dim,
@@ -165,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     warnings.filterwarnings("ignore")
     cfg = AnalysisConfig()
     print(
-        f"ToyBYOL {args.in_dim}->{args.hidden_dim}->{args.feat_dim}->{args.z_dim}, batch "
+        f"ToySimSiam {args.in_dim}->{args.hidden_dim}->{args.feat_dim}->{args.z_dim}, batch "
         f"{args.batch_size}, {args.steps} steps, CPU threads {torch.get_num_threads()}; "
         f"analysis defaults: every_n_steps={cfg.every_n_steps}, queue_size={cfg.queue_size}, "
         f"embeddings={list(cfg.embeddings)}; background={args.background}"

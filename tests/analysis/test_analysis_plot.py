@@ -6,7 +6,7 @@ import pytest
 
 from solo_offdiag.analysis.callbacks import build_callbacks
 from solo_offdiag.analysis.config import AnalysisConfig
-from solo_offdiag.analysis.toy import ToyBYOL
+from solo_offdiag.analysis.toy import ToySimSiam
 from solo_offdiag.cli.main import main
 
 FIGURES = {
@@ -26,7 +26,7 @@ def run_dir(tmp_path, fit):
         cfg, head_is_linear=True, out_dir=str(tmp_path / "run" / "analysis")
     )
     with pytest.warns(UserWarning, match="step 8"):
-        fit(tmp_path, callbacks, max_steps=16, module=ToyBYOL(nan_steps={8}))
+        fit(tmp_path, callbacks, max_steps=16, module=ToySimSiam(nan_steps={8}))
     return tmp_path / "run"
 
 
