@@ -214,7 +214,14 @@ def test_collapse_monitor_is_quiet_on_a_healthy_run(tmp_path, fit):
     monitor = CollapseMonitorCallback(every_n_steps=5, out_dir=tmp_path)
     with warnings.catch_warnings():
         warnings.simplefilter("error", AnalysisWarning)
-        fit(tmp_path, [monitor], max_steps=15)
+        trainer = fit(tmp_path, [monitor], max_steps=15)
+    # it did check, at every logging point, and found the healthy ~1/sqrt(d) level
+    metrics = read_metrics_csv(tmp_path / "metrics.csv")
+    assert metrics["step"].tolist() == [5, 10, 15] and trainer.global_step == 15
+    threshold = metrics["collapse_threshold/z"]
+    assert np.allclose(threshold, 0.1 / math.sqrt(8))  # z_dim 8 of the toy module
+    assert (metrics["collapse_std/z"] > threshold).all()
+    assert np.isfinite(metrics["collapse_std/feats"]).all()
 
 
 @pytest.mark.parametrize("source", ["val", "auto"])
@@ -299,3 +306,15 @@ def test_ddp_two_cpu_processes_gather_and_write_once(tmp_path):
     assert sorted(p.name for p in out.iterdir()) == [
         "alignment.npz", "head_trajectory.npz", "metrics.csv", "spectrum.npz"
     ]  # fmt: skip
+
+
+def test_alpha_req_of_a_rank_deficient_queue_is_nan_with_a_reason(tmp_path, fit):
+    """Two samples of an 8-d z: rank 1, too few points to fit; RankMe is still computed."""
+    spectrum = EmbeddingSpectrumCallback(
+        every_n_steps=4, queue_size=2, embeddings=("z",), out_dir=tmp_path
+    )
+    with pytest.warns(AnalysisWarning, match=r"step 4: alpha_req/z recorded as NaN: numerical rank 1"):
+        fit(tmp_path, [spectrum], max_steps=8)
+    metrics = read_metrics_csv(tmp_path / "metrics.csv")
+    assert np.isnan(metrics["alpha_req/z"]).all()
+    assert (metrics["rankme/z"] > 1).all() and (metrics["rankme/z"] <= 2).all()
