@@ -1,15 +1,26 @@
-"""Configuration of the analysis callbacks (``method_kwargs.analysis``): every default lives here."""
+"""Configuration of the analysis callbacks (``method_kwargs.analysis``): every default lives here.
+
+Plain dataclasses with no import from :mod:`solo_offdiag.config` (which composes this one into the
+method schema): ``solo_offdiag.config.validate.from_mapping`` reads each field's
+``metadata={"check": predicate, "allowed": description}``; the predicates are defined here.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
-
-from solo_offdiag.config.validate import non_negative, positive
+from typing import Any, Literal
 
 __all__ = ["AnalysisConfig", "CollapseConfig"]
 
 EmbeddingName = Literal["z", "feats"]
+
+
+def positive(value: Any) -> bool:
+    return value > 0
+
+
+def non_negative(value: Any) -> bool:
+    return value >= 0
 
 
 @dataclass(frozen=True)
@@ -67,6 +78,9 @@ class AnalysisConfig:
             "allowed": "two fractions [lo, hi] with 0 <= lo < hi <= 1",
         },
     )
+    #: alpha-ReQ fit: "bulk" (least squares over alpha_fit_range) or "agrawal" (the authors'
+    #: 1/i-weighted fit over ranks 6-100, for comparison with published values).
+    alpha_method: Literal["bulk", "agrawal"] = "bulk"
     seed: int = field(default=0, metadata={"check": non_negative, "allowed": "an integer >= 0"})
     #: compute the metrics in one background worker thread (true), on the training thread
     #: (false), or "auto": in the background when training runs on CUDA, inline on the CPU (where

@@ -5,6 +5,16 @@ Every function takes embeddings ``Z`` of shape ``[N, d]`` (rows are samples) or 
 float64 tensors: no host synchronisation happens here, callers decide when to call ``.item()``.
 Non-finite inputs give NaN outputs (never an exception), so a diverging run is recorded, not lost.
 
+**Numerical zero.** An eigenvalue ``l`` of ``C`` (or ``s^2`` for a singular value ``s`` of ``Z``)
+counts as zero when ``l <= spectrum_cutoff(scale, n, d) = max(1e-12, max(n, d) * eps64) * scale``,
+``scale = trace(Z^T Z) / N = mean_i ||z_i||^2`` (the uncentred second moment: the size rounding
+acts on) and ``eps64 = 2.2e-16``. Justification: the float64 Gram product and ``eigh`` err by at
+most about ``max(n, d) * eps64 * scale`` (backward error of the product over ``n`` rows and of the
+``d x d`` eigensolver, as in ``numpy.linalg.matrix_rank``), and ``1e-12 >> eps32^2 = 1.4e-14``
+also removes the rounding residue of float32 embeddings (the callbacks gather float32). Without
+the cutoff that residue (~1e-15 relative) enters a log-log fit as real eigenvalues: a rank-deficient
+covariance (queue ``N < d``, collapse) then gives a spuriously large alpha-ReQ.
+
 ==================  ==============================================================================
 function            definition
 ==================  ==============================================================================
@@ -12,6 +22,7 @@ collapse_std        ``mean_j std_i(z_ij / ||z_i||)``; ~``1/sqrt(d)`` healthy, 0 
 rankme              ``exp(-sum_k p_k log p_k)``, ``p_k = s_k / sum s + eps``, ``s`` = svals of Z
 singular_spectrum   eigenvalues (= singular values) of the covariance ``C``, descending
 alpha_req           ``alpha`` of the least-squares fit ``log l_i = c - alpha log i`` on C's bulk
+                    (or the alpha-ReQ authors' 1/i-weighted fit over ranks 6-100)
 gram_parts,         ``Z^T Z`` and the mean on ``Z``'s device, then both spectra from those
 spectra_from_gram   ``d x d`` matrices (how the callbacks split device and host work)
 head_stats          ``||W - I||_F``, off-diagonal size, asymmetry, sym. eigenvalues, condition nr.
@@ -30,7 +41,10 @@ import torch
 __all__ = [
     "Alignment",
     "HeadStats",
+    "ALPHA_METHODS",
+    "AlphaReqFit",
     "alpha_req",
+    "alpha_req_fit",
     "alpha_req_from_spectrum",
     "collapse_std",
     "correlation_matrix",
@@ -44,10 +58,18 @@ __all__ = [
     "singular_spectrum",
     "singular_values",
     "spectra_from_gram",
+    "spectrum_cutoff",
 ]
 
 #: Garrido et al. (2023) add a small constant to every normalised singular value.
 RANKME_EPS = 1e-7
+#: Floor of the relative cutoff under which an eigenvalue is zero (see the module docstring).
+RANK_RTOL = 1e-12
+_EPS64 = float(torch.finfo(torch.float64).eps)
+#: alpha-ReQ fit conventions: ``"bulk"`` (ours, the default) and ``"agrawal"`` (the authors').
+ALPHA_METHODS = ("bulk", "agrawal")
+#: Ranks (1-based, inclusive) and weights of the authors' convention: 1/i-weighted least squares.
+AGRAWAL_RANKS = (6, 100)
 
 
 def _embeddings(z: torch.Tensor) -> torch.Tensor:
@@ -66,6 +88,21 @@ def _square(w: torch.Tensor) -> torch.Tensor:
 
 def _nan(device: torch.device) -> torch.Tensor:
     return torch.tensor(math.nan, dtype=torch.float64, device=device)
+
+
+def spectrum_cutoff(scale: float | torch.Tensor, n: int, d: int) -> torch.Tensor:
+    """Eigenvalues ``<=`` this are numerically zero: ``max(1e-12, max(n, d) * eps64) * scale``.
+
+    ``scale`` is ``trace(Z^T Z) / N`` (see the module docstring), ``n`` x ``d`` the data's shape.
+    """
+    rtol = max(RANK_RTOL, max(int(n), int(d)) * _EPS64)
+    return torch.as_tensor(scale, dtype=torch.float64) * rtol
+
+
+def _zero_below(values: torch.Tensor, cutoff: torch.Tensor) -> torch.Tensor:
+    """``values`` (eigenvalues, >= 0 after clamping) with those ``<= cutoff`` set to 0."""
+    values = values.clamp_min(0.0)
+    return torch.where(values > cutoff.to(values.device), values, torch.zeros_like(values))
 
 
 def collapse_std(z: torch.Tensor) -> torch.Tensor:
@@ -91,14 +128,16 @@ def singular_values(z: torch.Tensor) -> torch.Tensor:
     """Singular values of ``Z`` (not centred), descending, length ``min(N, d)``.
 
     Computed from the eigenvalues of the smaller Gram matrix in float64 (about twice as fast as an
-    SVD for the queue sizes used here; singular values below ``1e-8 * s_max`` are imprecise, which
-    does not matter for the entropy-based :func:`rankme`).
+    SVD for the queue sizes used here). ``s^2`` under :func:`spectrum_cutoff` ``* N`` (numerically
+    zero) is returned as exactly 0.
     """
     z = _embeddings(z)
+    n, d = z.shape
     if not torch.isfinite(z).all():
-        return torch.full((min(z.shape),), math.nan, dtype=torch.float64, device=z.device)
-    gram = z.T @ z if z.shape[0] >= z.shape[1] else z @ z.T
-    eig = torch.linalg.eigvalsh(gram).clamp_min(0.0)
+        return torch.full((min(n, d),), math.nan, dtype=torch.float64, device=z.device)
+    gram = z.T @ z if n >= d else z @ z.T
+    cutoff = spectrum_cutoff(torch.trace(gram), n, d)
+    eig = _zero_below(torch.linalg.eigvalsh(gram), cutoff)
     return eig.flip(0).sqrt()
 
 
@@ -120,12 +159,15 @@ def singular_spectrum(z: torch.Tensor) -> torch.Tensor:
 
     ``C`` is symmetric positive semi-definite, so these are also its singular values: the curve
     whose tail drops to ~0 under dimensional collapse (Jing et al., ICLR 2022, Fig. 2 plots their
-    log). At most ``N - 1`` of them are non-zero.
+    log). At most ``N - 1`` of them are non-zero; those under :func:`spectrum_cutoff` are exactly 0.
     """
+    z = _embeddings(z)
+    n, d = z.shape
     cov = covariance_matrix(z)
     if not torch.isfinite(cov).all():
-        return torch.full((cov.shape[0],), math.nan, dtype=torch.float64, device=cov.device)
-    return torch.linalg.eigvalsh(cov).clamp_min(0.0).flip(0)
+        return torch.full((d,), math.nan, dtype=torch.float64, device=cov.device)
+    cutoff = spectrum_cutoff((z * z).sum() / n, n, d)
+    return _zero_below(torch.linalg.eigvalsh(cov), cutoff).flip(0)
 
 
 def gram_parts(z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -147,8 +189,9 @@ def spectra_from_gram(
     """``(singular_values(z), singular_spectrum(z))`` from ``gram_parts(z)`` of ``n`` rows.
 
     ``C = (Z^T Z - N mu mu^T) / N``; only the two ``d x d`` eigenvalue problems are solved (in
-    float64, on ``gram``'s device). The singular values are cut to ``min(n, d)``. Non-finite
-    input gives NaN vectors.
+    float64, on ``gram``'s device). The singular values are cut to ``min(n, d)``; values under
+    :func:`spectrum_cutoff` are exactly 0, as in the direct functions. Non-finite input gives NaN
+    vectors.
     """
     gram, mean = gram.detach().to(torch.float64), mean.detach().to(torch.float64)
     d = gram.shape[0]
@@ -156,8 +199,11 @@ def spectra_from_gram(
         nans = torch.full((d,), math.nan, dtype=torch.float64, device=gram.device)
         return nans[: min(n, d)], nans
     cov = (gram - n * torch.outer(mean, mean)) / n
-    svals = torch.linalg.eigvalsh(gram).clamp_min(0.0).flip(0)[: min(n, d)].sqrt()
-    spectrum = torch.linalg.eigvalsh((cov + cov.T) / 2).clamp_min(0.0).flip(0)
+    trace = torch.trace(gram)
+    gram_eig = _zero_below(torch.linalg.eigvalsh(gram), spectrum_cutoff(trace, n, d))
+    svals = gram_eig.flip(0)[: min(n, d)].sqrt()
+    cov_eig = torch.linalg.eigvalsh((cov + cov.T) / 2)
+    spectrum = _zero_below(cov_eig, spectrum_cutoff(trace / n, n, d)).flip(0)
     return svals, spectrum
 
 
@@ -175,13 +221,19 @@ def gram_spectra(z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def rankme_from_singular_values(s: torch.Tensor, eps: float = RANKME_EPS) -> torch.Tensor:
-    """RankMe from singular values ``s`` (any order): ``exp(entropy(s / sum(s) + eps))``."""
+    """RankMe from singular values ``s`` (any order): ``exp(entropy(s / sum(s) + eps))``.
+
+    ``0 log 0 = 0``, so ``eps = 0`` is allowed (exactly zero singular values then add nothing).
+    NaN when ``s`` is not finite or all zero.
+    """
+    if eps < 0:
+        raise ValueError(f"eps must be >= 0, got {eps!r}")
     s = s.detach().to(torch.float64)
     total = s.sum()
     if not torch.isfinite(total) or total <= 0:
         return _nan(s.device)
     p = s / total + eps
-    return torch.exp(-(p * torch.log(p)).sum())
+    return torch.exp(-torch.xlogy(p, p).sum())
 
 
 def rankme(z: torch.Tensor, eps: float = RANKME_EPS) -> torch.Tensor:
@@ -199,41 +251,104 @@ def rankme(z: torch.Tensor, eps: float = RANKME_EPS) -> torch.Tensor:
     return rankme_from_singular_values(singular_values(z), eps)
 
 
-def alpha_req_from_spectrum(
-    eigenvalues: torch.Tensor, fit_range: tuple[float, float] = (0.05, 0.8)
-) -> torch.Tensor:
+@dataclass(frozen=True)
+class AlphaReqFit:
+    """An alpha-ReQ fit: the value and what it was fitted on (``reason`` says why it is NaN)."""
+
+    #: the decay coefficient (0-d float64 tensor; NaN when no fit was possible).
+    alpha: torch.Tensor
+    #: number of eigenvalues the line was fitted to.
+    points: int
+    #: numerical rank: eigenvalues above the cutoff.
+    rank: int
+    #: 1-based ranks ``(first, last)`` the convention asks for, before the cap at ``rank``.
+    ranks: tuple[int, int]
+    #: ``None`` when ``alpha`` is a fit, else why it is NaN.
+    reason: str | None = None
+
+
+def _fit_ranks(d: int, method: str, fit_range: tuple[float, float]) -> tuple[int, int]:
+    if method == "agrawal":
+        return AGRAWAL_RANKS[0], min(AGRAWAL_RANKS[1], d)
+    lo, hi = fit_range
+    start = math.floor(lo * d)
+    return start + 1, max(math.ceil(hi * d), start + 1)
+
+
+def alpha_req_fit(
+    eigenvalues: torch.Tensor,
+    fit_range: tuple[float, float] = (0.05, 0.8),
+    *,
+    method: str = "bulk",
+    cutoff: float | torch.Tensor | None = None,
+) -> AlphaReqFit:
     """Power-law decay coefficient ``alpha`` of a descending spectrum ``l_1 >= ... >= l_d``.
 
-    Least squares of ``log l_i = c - alpha log i`` over ranks ``i`` in
-    ``[floor(lo * d) + 1, ceil(hi * d)]`` (1-based), keeping only strictly positive eigenvalues.
-    NaN when fewer than two points are left.
+    ``method="bulk"`` (default): ordinary least squares of ``log l_i = c - alpha log i`` over
+    ranks ``i`` in ``[floor(lo * d) + 1, ceil(hi * d)]`` (1-based; ``fit_range = (lo, hi)``).
+    ``method="agrawal"``: the alpha-ReQ authors' convention, least squares weighted by ``1/i``
+    over ranks 6 to 100 (``fit_range`` is ignored); use it to compare with published values.
+
+    Either way the fit is capped at the numerical rank: only eigenvalues ``> cutoff`` enter it
+    (default ``cutoff``: :func:`spectrum_cutoff` of ``sum(l)`` for ``n = d``; the spectra of
+    :func:`singular_spectrum` and :func:`spectra_from_gram` already hold exact zeros under theirs).
+    NaN, with ``reason``, when fewer than two points are left or the spectrum is not finite.
     """
+    if method not in ALPHA_METHODS:
+        raise ValueError(f"method must be one of {', '.join(ALPHA_METHODS)}, got {method!r}")
     lo, hi = fit_range
     if not 0 <= lo < hi <= 1:
         raise ValueError(f"fit_range must satisfy 0 <= lo < hi <= 1, got {fit_range!r}")
     eig = eigenvalues.detach().to(torch.float64).flatten()
     d = eig.numel()
-    start, stop = math.floor(lo * d), max(math.ceil(hi * d), math.floor(lo * d) + 1)
-    ranks = torch.arange(1, d + 1, dtype=torch.float64, device=eig.device)[start:stop]
-    values = eig[start:stop]
-    keep = values > 0
-    if int(keep.sum()) < 2 or not torch.isfinite(values).all():
-        return _nan(eig.device)
-    x, y = ranks[keep].log(), values[keep].log()
-    x_c = x - x.mean()
-    slope = (x_c * (y - y.mean())).sum() / (x_c * x_c).sum()
-    return -slope
+    first, last = _fit_ranks(d, method, (lo, hi))
+    if d == 0 or not torch.isfinite(eig).all():
+        return AlphaReqFit(_nan(eig.device), 0, 0, (first, last), "non-finite eigenvalues")
+    eig = eig.sort(descending=True).values
+    total = eig.clamp_min(0.0).sum()
+    tol = spectrum_cutoff(total, d, d) if cutoff is None else torch.as_tensor(cutoff)
+    rank = int((eig > tol.to(eig.device)).sum()) if total > 0 else 0
+    stop = min(last, rank)
+    points = max(stop - first + 1, 0)
+    if points < 2 and rank == 0:
+        reason = "the covariance is numerically zero (a single sample or complete collapse)"
+        return AlphaReqFit(_nan(eig.device), 0, 0, (first, last), reason)
+    if points < 2:
+        reason = (
+            f"numerical rank {rank} (eigenvalues > {float(tol):.3g}) leaves {points} of ranks "
+            f"{first}-{last} to fit, need >= 2"
+        )
+        return AlphaReqFit(_nan(eig.device), points, rank, (first, last), reason)
+    ranks = torch.arange(first, stop + 1, dtype=torch.float64, device=eig.device)
+    x, y = ranks.log(), eig[first - 1 : stop].log()
+    w = 1.0 / ranks if method == "agrawal" else torch.ones_like(ranks)
+    x_c = x - (w * x).sum() / w.sum()
+    slope = (w * x_c * y).sum() / (w * x_c * x_c).sum()
+    return AlphaReqFit(-slope, points, rank, (first, last))
 
 
-def alpha_req(z: torch.Tensor, fit_range: tuple[float, float] = (0.05, 0.8)) -> torch.Tensor:
+def alpha_req_from_spectrum(
+    eigenvalues: torch.Tensor,
+    fit_range: tuple[float, float] = (0.05, 0.8),
+    *,
+    method: str = "bulk",
+    cutoff: float | torch.Tensor | None = None,
+) -> torch.Tensor:
+    """``alpha_req_fit(...).alpha``: see :func:`alpha_req_fit` (NaN when no fit is possible)."""
+    return alpha_req_fit(eigenvalues, fit_range, method=method, cutoff=cutoff).alpha
+
+
+def alpha_req(
+    z: torch.Tensor, fit_range: tuple[float, float] = (0.05, 0.8), *, method: str = "bulk"
+) -> torch.Tensor:
     """alpha-ReQ: decay coefficient of the covariance eigenspectrum of ``Z`` (Agrawal et al. 2022).
 
     Agrawal et al. (NeurIPS 2022): "the eigenspectrum decay coefficient alpha of the representation
     covariance ... l_i ~ i^(-alpha)"; alpha near 1 generalises best, small alpha = flat
-    (whitened) spectrum, large alpha = few dominant directions (towards collapse). The fit range is
-    a fraction of ``d`` (the "bulk"; the first and last eigenvalues are noisy).
+    (whitened) spectrum, large alpha = few dominant directions (towards collapse). ``method``
+    and ``fit_range``: see :func:`alpha_req_fit`; only numerically non-zero eigenvalues are fitted.
     """
-    return alpha_req_from_spectrum(singular_spectrum(z), fit_range)
+    return alpha_req_from_spectrum(singular_spectrum(z), fit_range, method=method)
 
 
 @dataclass(frozen=True)

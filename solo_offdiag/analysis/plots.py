@@ -18,6 +18,9 @@ red tick on the x axis.
 
 from __future__ import annotations
 
+import contextlib
+import json
+import os
 from pathlib import Path
 
 import matplotlib
@@ -35,19 +38,67 @@ __all__ = ["find_analysis_dir", "plot_run"]
 _DPI = 130
 
 
+#: a repro run folder's record of the solo-learn run directory it trained (``{"run_dir": ...}``).
+_REPRO_MARKER = "pretrain.json"
+#: how deep below the given folder :func:`find_analysis_dir` looks for ``analysis/`` folders.
+_SEARCH_DEPTH = 5
+
+
+def _holds_analysis(folder: Path) -> bool:
+    """Whether ``folder`` has an analysis ``metrics.csv`` (first column ``step``; Lightning's
+    CSV logger also writes a ``metrics.csv``, into the run folder, with other columns first)."""
+    path = folder / METRICS_CSV
+    if not path.is_file():
+        return False
+    with open(path, encoding="utf-8", newline="") as handle:
+        header = handle.readline().strip().split(",")
+    return header[0] == "step"
+
+
+def _analysis_folders_below(root: Path) -> list[Path]:
+    found = []
+    for current, dirs, _ in os.walk(root):
+        depth = len(Path(current).relative_to(root).parts)
+        dirs[:] = sorted(d for d in dirs if not d.startswith(".")) if depth < _SEARCH_DEPTH else []
+        folder = Path(current)
+        if folder.name == "analysis" and _holds_analysis(folder):
+            found.append(folder)
+    return found
+
+
 def find_analysis_dir(path: str | Path) -> Path:
-    """``path`` itself when it holds ``metrics.csv``, else ``path/analysis``.
+    """The analysis folder of ``path``: a run directory of ``solo-offdiag pretrain``, its
+    ``analysis/`` folder, or a ``solo-offdiag repro`` run folder (found through its
+    ``pretrain.json``, else by looking for the one ``analysis/`` folder below it).
 
     Raises:
-        FileNotFoundError: neither holds a ``metrics.csv``.
+        FileNotFoundError: ``path`` is not a folder, or holds no analysis data (message says where
+            it looked), or holds several analysis folders (message lists them).
     """
     path = Path(path)
-    for candidate in (path, path / "analysis"):
-        if (candidate / METRICS_CSV).is_file():
+    if not path.is_dir():
+        raise FileNotFoundError(f"{path}: no such folder")
+    candidates = [path, path / "analysis"]
+    marker = path / _REPRO_MARKER
+    if marker.is_file():
+        with contextlib.suppress(ValueError, KeyError, TypeError):  # damaged: search below
+            candidates.append(path / json.loads(marker.read_text())["run_dir"] / "analysis")
+    for candidate in candidates:
+        if _holds_analysis(candidate):
             return candidate
+    found = _analysis_folders_below(path)
+    if len(found) == 1:
+        return found[0]
+    if found:
+        listed = "\n  ".join(str(f) for f in found)
+        raise FileNotFoundError(
+            f"{path} holds {len(found)} analysis folders; pass one of them:\n  {listed}"
+        )
     raise FileNotFoundError(
-        f"no {METRICS_CSV} in {path} or {path / 'analysis'}: not an analysis run folder "
-        "(the analysis callbacks write <run dir>/analysis/metrics.csv)"
+        f"no analysis data in {path}: no analysis {METRICS_CSV} (first column 'step') in it, in "
+        f"{path / 'analysis'} or in an analysis/ folder up to {_SEARCH_DEPTH} levels below. Pass "
+        "a run folder of solo-offdiag pretrain or repro, or its analysis/ folder (the analysis "
+        "callbacks write <run dir>/analysis/metrics.csv)"
     )
 
 
@@ -293,7 +344,8 @@ def plot_run(run_dir: str | Path, out_dir: str | Path | None = None) -> list[Pat
     """Draw every figure the data in ``run_dir`` supports; returns the PNG paths written.
 
     Args:
-        run_dir: a run folder holding ``analysis/``, or the ``analysis`` folder itself.
+        run_dir: a run folder, its ``analysis`` folder, or a repro run folder (see
+            :func:`find_analysis_dir`).
         out_dir: where the PNGs go; default ``<analysis folder>/figures``.
     """
     folder = find_analysis_dir(run_dir)

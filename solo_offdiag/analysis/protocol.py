@@ -20,7 +20,7 @@ methods, when it follows these three rules:
    spectrum is computed on those; otherwise on a slice of training batches.
 
 Examples:
-    A minimal conforming module (see :class:`solo_offdiag.analysis.toy.ToyBYOL` for a full one)::
+    A minimal conforming module (see :class:`solo_offdiag.analysis.toy.ToySimSiam` for a full one)::
 
         class MyModule(L.LightningModule):
             def __init__(self):
@@ -41,6 +41,8 @@ from typing import Any, Protocol, runtime_checkable
 
 import torch
 
+from solo_offdiag.heads import HEADS
+
 __all__ = [
     "EMBEDDING_KEYS",
     "AnalysisModule",
@@ -48,6 +50,7 @@ __all__ = [
     "LinearHeadLike",
     "embeddings_from",
     "head_matrix",
+    "linear_head_kinds",
 ]
 
 #: Keys of ``training_step``/``validation_step`` outputs the callbacks read.
@@ -72,6 +75,11 @@ class AnalysisModule(Protocol):
     prediction_head: LinearHeadLike
 
     def training_step(self, *args: Any, **kwargs: Any) -> Mapping[str, Any]: ...
+
+
+def linear_head_kinds() -> list[str]:
+    """The registered head kinds whose ``matrix()`` is a matrix (``is_linear``), sorted."""
+    return sorted(kind for kind, cls in HEADS.items() if cls.is_linear)
 
 
 def head_matrix(module: Any, *, who: str) -> torch.Tensor:
@@ -101,8 +109,8 @@ def head_matrix(module: Any, *, who: str) -> torch.Tensor:
         raise AnalysisProtocolError(
             f"{who} needs a linear prediction head, but {name}.prediction_head "
             f"({type(head).__name__}) is nonlinear: its matrix() returned None. Use a linear head "
-            "kind (offdiag, linear, diagonal, identity, directpred, directcopy) or disable this "
-            "callback (analysis.head_dynamics / analysis.alignment: false)"
+            f"kind ({', '.join(linear_head_kinds())}) or disable this callback "
+            "(analysis.head_dynamics / analysis.alignment: false)"
         )
     if (
         not isinstance(weight, torch.Tensor)

@@ -1,8 +1,8 @@
 """A minimal LightningModule that follows the analysis protocol (tests, benchmark, example).
 
-:class:`ToyBYOL` is SimSiam-shaped BYOL on vectors: an MLP backbone, a linear projector and any
-registered prediction head, the symmetric negative-cosine loss with a stop-gradient target (the
-same network, no EMA, which keeps it tiny), and two views made by additive noise. It is *not* a
+:class:`ToySimSiam` is SimSiam on vectors: an MLP backbone, a linear projector and any registered
+prediction head, the symmetric negative-cosine loss with a stop-gradient target (the same network:
+no EMA target, unlike BYOL, which keeps it tiny), and two views made by additive noise. It is *not* a
 research model; it exists so that the callbacks can be exercised end to end without solo-learn.
 """
 
@@ -18,10 +18,10 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from solo_offdiag.heads import build_head
 
-__all__ = ["ToyBYOL", "toy_loader"]
+__all__ = ["ToySimSiam", "toy_loader"]
 
 
-class ToyBYOL(pl.LightningModule):
+class ToySimSiam(pl.LightningModule):
     """``feats = backbone(x)``, ``z = projector(feats)``, ``p = prediction_head(z)``.
 
     Args:

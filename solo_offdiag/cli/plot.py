@@ -13,8 +13,11 @@ def add_parser(subparsers: Any) -> None:
         help="draw PNG figures (head trajectory, spectrum, RankMe/alpha, alignment) of a run",
         description=(
             "Draw the analysis figures of a training run from the data the analysis callbacks "
-            "saved in <RUN_DIR>/analysis/ (metrics.csv, head_trajectory.npz, spectrum.npz, "
-            "alignment.npz): head_trajectory.png (||W - I||_F and max/mean |off-diagonal| over "
+            "saved in its analysis/ folder (metrics.csv, head_trajectory.npz, spectrum.npz, "
+            "alignment.npz). RUN_DIR may be a run directory of `solo-offdiag pretrain`, its "
+            "analysis/ folder, or a run folder of `solo-offdiag repro` (the analysis folder is "
+            "found through its pretrain.json, or as the one analysis/ folder below it). "
+            "Figures: head_trajectory.png (||W - I||_F and max/mean |off-diagonal| over "
             "steps), spectrum_<e>.png (log eigenvalues of the covariance over training), "
             "rankme_alpha.png, alignment.png and collapse_std.png. Figures without data are "
             "skipped. No training and no GPU needed."
@@ -23,13 +26,13 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument(
         "run_dir",
         metavar="RUN_DIR",
-        help="a run folder containing analysis/, or the analysis folder itself",
+        help="a run directory, its analysis/ folder, or a repro run folder",
     )
     parser.add_argument(
         "--out",
         metavar="DIR",
         default=None,
-        help="folder for the PNGs (default: <RUN_DIR>/analysis/figures)",
+        help="folder for the PNGs (default: <analysis folder>/figures)",
     )
     parser.set_defaults(func=run)
 
@@ -39,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         written = plot_run(args.run_dir, args.out)
-    except FileNotFoundError as err:
+    except (FileNotFoundError, ValueError) as err:  # no analysis data, or an unreadable file
         print(f"solo-offdiag plot: {err}", file=sys.stderr)
         return 1
     if not written:

@@ -46,6 +46,7 @@ DESCRIPTIONS: dict[str, str] = {
     "analysis.stop_on_nan": "stop training on NaN/Inf embeddings (default: warn, record NaN, go on)",
     "analysis.out_dir": "output folder; null = `<run dir>/analysis`",
     "analysis.alpha_fit_range": "alpha-ReQ fit range, fractions of the spectrum",
+    "analysis.alpha_method": "alpha-ReQ fit: `bulk` (least squares over alpha_fit_range) or `agrawal` (the authors' 1/i-weighted fit over ranks 6-100)",
     "analysis.seed": "seed of the held-out train-batch sampling",
 }
 

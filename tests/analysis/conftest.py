@@ -1,4 +1,4 @@
-"""Shared helpers of the analysis tests: a tiny Trainer around :class:`ToyBYOL`.
+"""Shared helpers of the analysis tests: a tiny Trainer around :class:`ToySimSiam`.
 
 Every fit runs on the CPU for a few dozen steps of a 16 -> 24 -> 8 MLP (about 50 ms a step on
 the 2-core machine), with a CSVLogger in ``tmp_path`` and no progress bar.
@@ -17,7 +17,7 @@ pytest.importorskip("lightning")
 import lightning.pytorch as pl  # noqa: E402
 from lightning.pytorch.loggers import CSVLogger  # noqa: E402
 
-from solo_offdiag.analysis.toy import ToyBYOL, toy_loader  # noqa: E402
+from solo_offdiag.analysis.toy import ToySimSiam, toy_loader  # noqa: E402
 
 # Lightning's advice about worker counts and logging intervals is noise for these tiny fits.
 _NOISE = (
@@ -57,14 +57,14 @@ def _fit(
     tmp_path: Path,
     callbacks: list[Any],
     max_steps: int = 20,
-    module: ToyBYOL | None = None,
+    module: ToySimSiam | None = None,
     val: bool = False,
     ckpt_path: str | None = None,
     **kwargs: Any,
 ) -> pl.Trainer:
-    """Fit ``module`` (default: a fresh ToyBYOL) with ``callbacks``; returns the trainer."""
+    """Fit ``module`` (default: a fresh ToySimSiam) with ``callbacks``; returns the trainer."""
     pl.seed_everything(0)
-    module = module if module is not None else ToyBYOL()
+    module = module if module is not None else ToySimSiam()
     trainer = make_trainer(tmp_path, callbacks, max_steps, **kwargs)
     val_loader = toy_loader(n=96, batch_size=32, seed=1, shuffle=False) if val else None
     trainer.fit(module, toy_loader(), val_loader, ckpt_path=ckpt_path)
@@ -74,5 +74,5 @@ def _fit(
 @pytest.fixture
 def fit():
     """``fit(tmp_path, callbacks, max_steps=20, module=None, val=False, ckpt_path=None, **trainer)``
-    fits a ToyBYOL (fresh by default) and returns the trainer."""
+    fits a ToySimSiam (fresh by default) and returns the trainer."""
     return _fit

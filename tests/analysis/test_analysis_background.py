@@ -21,7 +21,7 @@ from solo_offdiag.analysis.callbacks import (
 )
 from solo_offdiag.analysis.config import AnalysisConfig, CollapseConfig
 from solo_offdiag.analysis.executor import WORKER_NAME, AnalysisExecutor
-from solo_offdiag.analysis.toy import ToyBYOL
+from solo_offdiag.analysis.toy import ToySimSiam
 from solo_offdiag.analysis.writer import load_npz, read_metrics_csv
 from solo_offdiag.config.validate import ConfigError, from_mapping
 
@@ -189,7 +189,7 @@ def test_nan_warning_names_the_step_in_the_background(tmp_path, fit):
             tmp_path,
             _callbacks(tmp_path / "analysis", background=True),
             max_steps=20,
-            module=ToyBYOL(nan_steps={10}),
+            module=ToySimSiam(nan_steps={10}),
         )
     assert trainer.global_step == 20
     assert any("training continues" in str(w.message) for w in record)

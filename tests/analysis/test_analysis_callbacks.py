@@ -20,7 +20,7 @@ from solo_offdiag.analysis.callbacks import (
     build_callbacks,
 )
 from solo_offdiag.analysis.config import AnalysisConfig, CollapseConfig
-from solo_offdiag.analysis.toy import ToyBYOL
+from solo_offdiag.analysis.toy import ToySimSiam
 from solo_offdiag.analysis.writer import load_npz, read_metrics_csv, read_metrics_table
 
 D_Z, D_FEATS = 8, 24
@@ -151,7 +151,7 @@ def test_resume_keeps_each_logged_step_exactly_once(tmp_path, fit):
 
 def test_nan_embeddings_warn_with_the_step_record_nan_and_training_continues(tmp_path, fit):
     with pytest.warns(AnalysisWarning, match=r"step 10: non-finite values .* 'z'") as record:
-        trainer = fit(tmp_path, _callbacks(tmp_path), max_steps=20, module=ToyBYOL(nan_steps={10}))
+        trainer = fit(tmp_path, _callbacks(tmp_path), max_steps=20, module=ToySimSiam(nan_steps={10}))
     assert trainer.global_step == 20
     assert any("training continues" in str(w.message) for w in record)
     values, present = read_metrics_table(tmp_path / "analysis" / "metrics.csv")
@@ -168,23 +168,23 @@ def test_nan_embeddings_stop_training_when_asked(tmp_path, fit):
             tmp_path,
             _callbacks(tmp_path, stop_on_nan=True),
             max_steps=30,
-            module=ToyBYOL(nan_steps={10}),
+            module=ToySimSiam(nan_steps={10}),
         )
     assert trainer.global_step == 10
 
 
 @pytest.mark.parametrize("callback_cls", [HeadDynamicsCallback, EigenAlignmentCallback])
 def test_module_without_head_fails_at_setup_naming_what_is_missing(tmp_path, callback_cls, fit):
-    with pytest.raises(AnalysisProtocolError, match=r"ToyBYOL has no attribute `prediction_head`"):
-        fit(tmp_path, [callback_cls()], max_steps=2, module=ToyBYOL(head=None))
+    with pytest.raises(AnalysisProtocolError, match=r"ToySimSiam has no attribute `prediction_head`"):
+        fit(tmp_path, [callback_cls()], max_steps=2, module=ToySimSiam(head=None))
     with pytest.raises(AnalysisProtocolError, match=r"MLPHead\) is nonlinear: its matrix\(\)"):
-        fit(tmp_path, [callback_cls()], max_steps=2, module=ToyBYOL(head="mlp"))
+        fit(tmp_path, [callback_cls()], max_steps=2, module=ToySimSiam(head="mlp"))
 
 
 def test_nonlinear_head_runs_with_build_callbacks(tmp_path, fit):
     cfg = _cfg()
     callbacks = build_callbacks(cfg, head_is_linear=False, out_dir=str(tmp_path / "analysis"))
-    fit(tmp_path, callbacks, max_steps=10, module=ToyBYOL(head="mlp"))
+    fit(tmp_path, callbacks, max_steps=10, module=ToySimSiam(head="mlp"))
     metrics = read_metrics_csv(tmp_path / "analysis" / "metrics.csv")
     assert "rankme/z" in metrics and not any(k.startswith("head/") for k in metrics)
 
@@ -214,7 +214,14 @@ def test_collapse_monitor_is_quiet_on_a_healthy_run(tmp_path, fit):
     monitor = CollapseMonitorCallback(every_n_steps=5, out_dir=tmp_path)
     with warnings.catch_warnings():
         warnings.simplefilter("error", AnalysisWarning)
-        fit(tmp_path, [monitor], max_steps=15)
+        trainer = fit(tmp_path, [monitor], max_steps=15)
+    # it did check, at every logging point, and found the healthy ~1/sqrt(d) level
+    metrics = read_metrics_csv(tmp_path / "metrics.csv")
+    assert metrics["step"].tolist() == [5, 10, 15] and trainer.global_step == 15
+    threshold = metrics["collapse_threshold/z"]
+    assert np.allclose(threshold, 0.1 / math.sqrt(8))  # z_dim 8 of the toy module
+    assert (metrics["collapse_std/z"] > threshold).all()
+    assert np.isfinite(metrics["collapse_std/feats"]).all()
 
 
 @pytest.mark.parametrize("source", ["val", "auto"])
@@ -229,7 +236,7 @@ def test_spectrum_on_validation_embeddings(tmp_path, source, fit):
 
 def test_auto_source_falls_back_to_training_batches_without_validation_embeddings(tmp_path, fit):
     spectrum = EmbeddingSpectrumCallback(every_n_steps=4, queue_size=64, out_dir=tmp_path)
-    module = ToyBYOL()
+    module = ToySimSiam()
     module.validation_step = lambda batch, batch_idx: None  # validation without embeddings
     with pytest.warns(AnalysisWarning, match="validation_step returns no embeddings"):
         fit(tmp_path, [spectrum], max_steps=16, val=True, module=module)
@@ -239,7 +246,7 @@ def test_auto_source_falls_back_to_training_batches_without_validation_embedding
 
 def test_training_step_without_embeddings_still_logs_the_head(tmp_path, fit):
     with pytest.warns(AnalysisWarning, match="outputs have no 'z'"):
-        fit(tmp_path, _callbacks(tmp_path), max_steps=10, module=ToyBYOL(return_embeddings=False))
+        fit(tmp_path, _callbacks(tmp_path), max_steps=10, module=ToySimSiam(return_embeddings=False))
     metrics = read_metrics_csv(tmp_path / "analysis" / "metrics.csv")
     assert metrics["step"].tolist() == [0, 5, 10]
     assert not any(k.startswith(("rankme", "align", "collapse")) for k in metrics)
@@ -265,7 +272,7 @@ warnings.simplefilter("ignore")
 import lightning.pytorch as pl
 from solo_offdiag.analysis.callbacks import build_callbacks
 from solo_offdiag.analysis.config import AnalysisConfig
-from solo_offdiag.analysis.toy import ToyBYOL, toy_loader
+from solo_offdiag.analysis.toy import ToySimSiam, toy_loader
 
 if __name__ == "__main__":
     out = sys.argv[1]
@@ -276,7 +283,7 @@ if __name__ == "__main__":
         enable_progress_bar=False, enable_model_summary=False, enable_checkpointing=False,
         callbacks=build_callbacks(cfg, head_is_linear=True, out_dir=out),
     )
-    trainer.fit(ToyBYOL(), toy_loader())
+    trainer.fit(ToySimSiam(), toy_loader())
 """
 
 
@@ -299,3 +306,15 @@ def test_ddp_two_cpu_processes_gather_and_write_once(tmp_path):
     assert sorted(p.name for p in out.iterdir()) == [
         "alignment.npz", "head_trajectory.npz", "metrics.csv", "spectrum.npz"
     ]  # fmt: skip
+
+
+def test_alpha_req_of_a_rank_deficient_queue_is_nan_with_a_reason(tmp_path, fit):
+    """Two samples of an 8-d z: rank 1, too few points to fit; RankMe is still computed."""
+    spectrum = EmbeddingSpectrumCallback(
+        every_n_steps=4, queue_size=2, embeddings=("z",), out_dir=tmp_path
+    )
+    with pytest.warns(AnalysisWarning, match=r"step 4: alpha_req/z recorded as NaN: numerical rank 1"):
+        fit(tmp_path, [spectrum], max_steps=8)
+    metrics = read_metrics_csv(tmp_path / "metrics.csv")
+    assert np.isnan(metrics["alpha_req/z"]).all()
+    assert (metrics["rankme/z"] > 1).all() and (metrics["rankme/z"] <= 2).all()

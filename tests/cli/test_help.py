@@ -33,9 +33,12 @@ def test_subcommand_help(command, capsys):
     assert f"solo-offdiag {command}" in capsys.readouterr().out
 
 
-def test_ours_are_available():
-    assert {"heads", "pretrain", "run"} <= set(_available())
-    assert len(_available()) <= len(SUBCOMMANDS)
+def test_every_listed_subcommand_is_shipped_and_attached():
+    """Each module of SUBCOMMANDS exists and adds the subcommand named after it: deleting a module
+    (which build_parser() skips silently) or registering another name fails here."""
+    expected = sorted(module.rsplit(".", 1)[1] for module in SUBCOMMANDS)
+    assert _available() == expected
+    assert {"heads", "pretrain", "run", "plot", "theory", "repro"} <= set(expected)
 
 
 def test_help_does_not_import_solo_or_lightning():
