@@ -459,7 +459,6 @@ def color_jitter(x: Tensor, params: ViewParams) -> Tensor:
     and those after (three "post" rounds). A blend with ``f = 1`` is an exact identity
     (``lerp(t, x, 1) == x``), so the result is the sequential torchvision composition.
     """
-    n = x.shape[0]
     order = params.order
     hue_pos = torch.argmax((order == 3).to(torch.uint8), dim=1, keepdim=True)  # [n, 1]
     j = torch.arange(3, device=x.device)[None, :]
