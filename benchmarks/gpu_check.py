@@ -48,6 +48,7 @@ STEPS = [
 ]  # fmt: skip
 SMOKE_TP = ["--device", "cpu", "--batch-size", "8", "--dataset-size", "32", "--steps", "1", "--warmup", "1",
             "--rounds", "1", "--workers", "1", "--proj-hidden", "32", "--proj-out", "16"]  # fmt: skip
+SMOKE_SLOWDOWN = 6  # --cpu-smoke: a shared 2-core CPU runs each step many times slower than a GPU host
 TARGETS = {"b_img_s": 15000.0, "b_over_c": 0.9, "b_over_recipe_a": 5.0}
 
 
@@ -108,7 +109,7 @@ def step_sync(smoke: bool) -> None:
     torch.backends.cudnn.benchmark = True
     torch.set_float32_matmul_precision("high")
     model = tp.build_model(hid, out).to(dev).to(memory_format=torch.channels_last)
-    stepper = tp.Stepper(model, dev, bf16=True, fused_sgd=False, optimizer="lars")
+    stepper = tp.Stepper(model, dev, bf16=dev.type == "cuda", fused_sgd=False, optimizer="lars")  # CPU bf16 conv: slow
 
     class Updater:  # solo's MomentumUpdater interface (cur_tau, update), patched in place
         cur_tau = 0.99
@@ -131,7 +132,7 @@ def step_sync(smoke: bool) -> None:
             torch.cuda.synchronize()
         checks = {
             "make_batch (gather + GPUAugment)": lambda dm=dm, i=idx[0]: dm.make_batch(i),
-            "training step (bf16 fwd/bwd + SyncFreeLARS + foreach EMA)": lambda x1=x1, x2=x2: stepper.step(x1, x2),
+            "training step (fwd/bwd, bf16 on GPU + SyncFreeLARS + foreach EMA)": lambda x1=x1, x2=x2: stepper.step(x1, x2),
             "in-place momentum update": lambda: holder.momentum_updater.update(model.backbone, model.momentum_backbone),
         }
         for label, fn in checks.items():
@@ -187,7 +188,7 @@ def step_precision(smoke: bool) -> None:
     for precision in (("bf16-true", "bf16-mixed") if smoke else ("bf16-true", "16-true", "bf16-mixed", "16-mixed")):
         dm = GPUPretrainDataModule(tp.make_images(4 * batch, 32, None), views_from_solo_cfg(tp.ASYMMETRIC, "cifar10"), batch, seed=0)
         module = Module()
-        trainer = pl.Trainer(accelerator=dev.type if dev.type == "cpu" else "gpu", devices=1, max_steps=3,
+        trainer = pl.Trainer(accelerator=dev.type if dev.type == "cpu" else "gpu", devices=1, max_steps=1 if smoke else 3,
                              precision=precision, logger=False, enable_checkpointing=False,
                              enable_progress_bar=False, enable_model_summary=False)  # fmt: skip
         try:
@@ -286,7 +287,8 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     parser.add_argument("--out", default=str(ROOT / "results" / "gpu_check"), help="results folder (default results/gpu_check)")
     parser.add_argument("--cpu-smoke", action="store_true", help="reduced sizes on the CPU (a dry run; measures nothing)")
-    parser.add_argument("--budget", type=float, default=480.0, help="seconds for all steps (default 480); steps that no longer fit are skipped")
+    parser.add_argument("--budget", type=float, help="seconds for all steps (default 480; --cpu-smoke: 3600); "
+                        "steps that no longer fit are skipped")
     parser.add_argument("--only", help="comma-separated subset of: " + ", ".join(s for s, _ in STEPS))
     parser.add_argument("--step", help=argparse.SUPPRESS)  # internal: run one in-process step
     args = parser.parse_args(argv)
@@ -298,6 +300,8 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [s for s in chosen if s not in names]
     if unknown:
         parser.error(f"--only: got {unknown}; allowed: {', '.join(names)}")
+    if args.budget is None:
+        args.budget = 3600.0 if args.cpu_smoke else 480.0
     if args.budget <= 0:
         parser.error(f"--budget: got {args.budget}; allowed: a number of seconds > 0")
     out = Path(args.out)
@@ -313,6 +317,7 @@ def main(argv: list[str] | None = None) -> int:
                 results[step] = {"status": "skipped", "why": f"budget: {left:.0f} s left"}
                 print(f"=== {step}: skipped ({results[step]['why']})")
                 continue
+            limit = limit * SMOKE_SLOWDOWN if args.cpu_smoke else limit
             results[step] = run_step(step, min(limit, left), out, args.cpu_smoke, log)
     summary = summarise(out, results, args.cpu_smoke)
     print((out / "summary.md").read_text())

@@ -511,7 +511,8 @@ def blur_matrix(sigma: Tensor, apply: Tensor | None, radius: int, size: int) -> 
         kernel = torch.where(apply[:, None], kernel, (offsets == 0).to(torch.float32)[None, :])
     src = torch.arange(size, device=device)[:, None] + torch.arange(-radius, radius + 1, device=device)[None, :]
     src = torch.where(src < 0, -src, torch.where(src >= size, 2 * (size - 1) - src, src))  # reflect
-    onehot = nn.functional.one_hot(src, size).to(torch.float32)  # [size, K, size]
+    # [size, K, size] one-hot by comparison (F.one_hot validates its input range on CUDA: a host sync)
+    onehot = (src[:, :, None] == torch.arange(size, device=device)).to(torch.float32)
     return torch.einsum("bk,ikj->bij", kernel, onehot)
 
 
