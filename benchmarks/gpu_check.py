@@ -124,7 +124,7 @@ def step_sync(smoke: bool) -> None:
     for seed in (0, None):
         dm = GPUPretrainDataModule(tp.make_images(4 * batch, 32, None), views_from_solo_cfg(tp.ASYMMETRIC, "cifar10"),
                                    batch, seed=seed, channels_last=True)  # fmt: skip
-        idx = [torch.randperm(4 * batch)[:batch].to(dev) for _ in range(3)]
+        idx = [torch.randperm(4 * batch)[:batch].to(dev) for _ in range(1 if smoke else 3)]
         for i in idx:  # warm: constants reach the device, cudnn picks algorithms
             x1, x2 = dm.make_batch(i)[1]
             stepper.step(x1, x2)
@@ -138,8 +138,8 @@ def step_sync(smoke: bool) -> None:
         for label, fn in checks.items():
             try:
                 with forbid_host_sync():
-                    fn()
-                    fn()
+                    for _ in range(1 if smoke else 2):
+                        fn()
                 status = "SYNC-FREE" if dev.type == "cuda" else "ran (CPU: sync debug mode not available)"
             except RuntimeError as err:
                 status = f"HOST SYNC: {str(err).splitlines()[0][:120]}"
