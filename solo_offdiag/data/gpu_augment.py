@@ -21,12 +21,19 @@ host-device synchronisation (every decision is a tensor ``where``; tested by tra
   between is flip-equivariant.
 * colour jitter: torchvision applies brightness, contrast, saturation and hue in a random
   permutation drawn *per image*. kornia's ``ColorJitter`` draws one order per *batch* (a
-  distributional difference), so we apply the four ops in four rounds; in round ``r`` every image
-  applies the op at position ``r`` of its own permutation. Brightness, contrast and saturation are
-  all ``clamp(f * x + (1 - f) * target)`` with target 0, the grey mean, and the grey image, so one
-  blend per round serves all three; hue is computed for the batch and kept where selected.
-* grayscale, Gaussian blur (per-sample sigma, separable grouped convolution with reflect padding),
-  solarisation (PIL's threshold 128 on the 0..255 scale) and normalisation.
+  distributional difference). Brightness, contrast and saturation are all
+  ``clamp(lerp(target, x, f))`` with target 0, the grey mean, and the grey image, so one blend per
+  round serves all three; hue is computed once for the batch, between three rounds of the blends
+  each image applies before its hue and three rounds of those after (``f = 1``, an exact identity,
+  where an image has no blend in a round).
+* grayscale, Gaussian blur (per-sample sigma, two batched matmuls with reflect padding folded
+  into per-sample matrices, identity for images not blurred), solarisation (PIL's threshold 128
+  on the 0..255 scale) and normalisation.
+* the random numbers of all views are one ``torch.rand`` call per batch
+  (:func:`draw_uniforms`); everything after it is pure tensor code
+  (:meth:`GPUAugment.transform`), which ``torch.compile`` traces as one graph, seeded or not.
+* constants (mean/std, luma weights) are copied to a device once and cached there: no per-batch
+  host->device copy (tested by auditing every operand's device on ``meta``).
 
 Remaining differences from solo-learn's PIL path (documented in docs/performance.md): we compute
 in float32 and round nowhere (PIL rounds to uint8 after each op; at most 1/255 per op); PIL's
