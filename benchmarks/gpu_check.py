@@ -266,7 +266,7 @@ def summarise(out: Path, steps: dict[str, Any], smoke: bool) -> dict[str, Any]:
             "b_over_c": default["ratios"].get("b_over_c"), "b_over_recipe_a": recipe["ratios"].get("b_over_a"),
         }  # fmt: skip
         v = summary["verdict"]
-        v["met"] = {
+        v["met"] = "n/a: CPU smoke run, no GPU number" if smoke else {
             "b_img_s >= 15000": (v["b_img_s"] or 0) >= TARGETS["b_img_s"],
             "b/c >= 0.9": (v["b_over_c"] or 0) >= TARGETS["b_over_c"],
             "b / recipe a >= 5": (v["b_over_recipe_a"] or 0) >= TARGETS["b_over_recipe_a"],
