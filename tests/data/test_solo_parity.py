@@ -79,3 +79,31 @@ def test_in_place_momentum_update_equals_solos_and_keeps_storage():
             assert torch.equal(p, q)
     assert [p.data_ptr() for p in ours_net.parameters()] == pointers
     assert not in_place_momentum_update(nn.Linear(2, 2))
+
+
+def test_solo_byol_offdiag_trains_in_bf16_true_on_the_gpu_data_path(tmp_path):
+    """Issue #11: `precision: bf16-true` with `data_loader: gpu` crashed on the first step (float32
+    views, bf16 weights). A real solo training run through our pretrain entry point, on the CPU."""
+    import numpy as np
+    from PIL import Image
+
+    from solo_offdiag.solo_adapter import pretrain
+
+    rng = np.random.default_rng(0)
+    for c in range(5):  # solo's top-5 metric needs >= 5 classes
+        (tmp_path / "images" / f"class{c}").mkdir(parents=True)
+        for i in range(4):
+            Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(tmp_path / "images" / f"class{c}" / f"{i}.png")
+    images = tmp_path / "images"
+    run_dir = pretrain([
+        "hardware=cpu", "data.dataset=custom", "data.num_workers=0", "optimizer.batch_size=4",
+        "method_kwargs.proj_hidden_dim=32", "method_kwargs.proj_output_dim=16", "method_kwargs.pred_hidden_dim=32",
+        "method_kwargs.analysis.enabled=false", "+limit_train_batches=2", "+limit_val_batches=1",
+        "+num_sanity_val_steps=0", "+enable_progress_bar=false", "max_epochs=1", "auto_resume.enabled=false",
+        f"data.train_path={images}", f"data.val_path={images}", f"checkpoint.dir={tmp_path / 'trained_models'}",
+        "performance.data_loader=gpu", "+performance.augment_seed=0", "+performance.precision=bf16-true",
+    ])  # fmt: skip
+    state = torch.load(sorted(run_dir.glob("*.ckpt"))[-1], map_location="cpu", weights_only=False)
+    assert state["global_step"] == 2
+    offdiag = state["state_dict"]["predictor.offdiag"]
+    assert offdiag.dtype == torch.bfloat16 and torch.isfinite(offdiag.float()).all() and offdiag.abs().sum() > 0
