@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 from torch.optim import Optimizer
 
 from solo_offdiag.config.validate import ConfigError, from_mapping, positive
@@ -42,6 +42,7 @@ __all__ = [
     "SyncFreeLARS",
     "apply_performance",
     "forbid_host_sync",
+    "in_place_momentum_update",
     "optimizer_kwargs",
     "trainer_kwargs",
 ]
@@ -152,6 +153,8 @@ def apply_performance(model: nn.Module, cfg: PerformanceConfig, device_type: str
     if cfg.channels_last:
         model.to(memory_format=torch.channels_last)
         done.append("channels_last")
+    if in_place_momentum_update(model):
+        done.append("in-place momentum (EMA) update: fixed parameter storage, CUDA-graph safe")
     if cfg.torch_compile:
         found = [name for name in cfg.compile_modules if isinstance(getattr(model, name, None), nn.Module)]
         if not found:
@@ -163,6 +166,34 @@ def apply_performance(model: nn.Module, cfg: PerformanceConfig, device_type: str
             getattr(model, name).compile(mode=cfg.effective_compile_mode)
         done.append(f"torch.compile({cfg.effective_compile_mode}) of {', '.join(found)}")
     return done
+
+
+def in_place_momentum_update(model: nn.Module) -> bool:
+    """Make solo-learn's ``model.momentum_updater.update`` write into the momentum parameters in place.
+
+    solo's ``MomentumUpdater.update`` does ``mp.data = tau * mp.data + (1 - tau) * op.data``: a new
+    tensor is bound to every momentum parameter every step, so a captured CUDA graph (compile mode
+    ``reduce-overhead``) would keep reading the old storage. The replacement computes the same
+    expression with the same rounding (``mp *= tau``; ``mp += (1 - tau) * op``, three multi-tensor
+    kernels) into the existing storage, so pointers stay fixed; ``cur_tau`` and ``update_tau`` are
+    untouched. Returns whether ``model`` had such an updater (solo-free duck typing).
+    """
+    updater = getattr(model, "momentum_updater", None)
+    if updater is None or not hasattr(updater, "update") or not hasattr(updater, "cur_tau"):
+        return False
+
+    @torch.no_grad()
+    def update(online_net: nn.Module, momentum_net: nn.Module) -> None:
+        pairs = [(op, mp) for op, mp in zip(online_net.parameters(), momentum_net.parameters())]
+        if not pairs:
+            return
+        tau = updater.cur_tau
+        momentum = [mp.data for _, mp in pairs]
+        torch._foreach_mul_(momentum, tau)
+        torch._foreach_add_(momentum, torch._foreach_mul([op.data for op, _ in pairs], 1 - tau))
+
+    updater.update = update
+    return True
 
 
 @contextlib.contextmanager
@@ -187,7 +218,10 @@ class SyncFreeLARS(Optimizer):
     while ``||p|| == 0`` or ``||g|| == 0``; ``clip_lr`` caps it at ``min(ratio / lr, 1)``;
     ``exclude_bias_n_norm`` exempts 1-D parameters; then SGD with momentum/dampening/Nesterov).
     solo's version decides ``if p_norm != 0 and g_norm != 0`` and ``min(...)`` in Python, one
-    device-to-host copy per (non-excluded) parameter per step; here both are ``torch.where``/``clamp`` on device.
+    device-to-host copy per (non-excluded) parameter per step; here both are ``torch.where``/``clamp`` on device,
+    and the whole group is updated with ``torch._foreach_*`` kernels (norms, trust ratios, decay,
+    momentum and the parameter update each one multi-tensor launch instead of one per parameter).
+    The state keeps solo's key (``momentum_buffer``), so checkpoints load in either optimizer.
     """
 
     def __init__(
@@ -225,29 +259,38 @@ class SyncFreeLARS(Optimizer):
                 loss = closure()
         for group in self.param_groups:
             params = [p for p in group["params"] if p.grad is not None]
-            if not params:
-                continue
-            wd, lr = group["weight_decay"], group["lr"]
-            grads = [p.grad for p in params]
-            p_norms = torch._foreach_norm(params)
-            g_norms = torch._foreach_norm(grads)
-            for p, grad, p_norm, g_norm in zip(params, grads, p_norms, g_norms):
-                d_p = grad
-                if p.ndim != 1 or not group["exclude_bias_n_norm"]:
-                    ratio = group["eta"] * p_norm / (g_norm + p_norm * wd + group["eps"])
-                    if group["clip_lr"]:
-                        ratio = torch.clamp(ratio / lr, max=1.0)
-                    active = (p_norm != 0) & (g_norm != 0)
-                    scale = torch.where(active, ratio, torch.ones_like(ratio))
-                    decay = torch.where(active, torch.full_like(ratio, wd), torch.zeros_like(ratio))
-                    d_p = (grad + p * decay) * scale
-                if group["momentum"] != 0:
-                    state = self.state[p]
-                    if "momentum_buffer" not in state:
-                        buf = state["momentum_buffer"] = torch.clone(d_p).detach()
-                    else:
-                        buf = state["momentum_buffer"]
-                        buf.mul_(group["momentum"]).add_(d_p, alpha=1 - group["dampening"])
-                    d_p = d_p.add(buf, alpha=group["momentum"]) if group["nesterov"] else buf
-                p.add_(d_p, alpha=-lr)
+            if params:
+                self._step_group(group, params)
         return loss
+
+    def _step_group(self, group: dict[str, Any], params: list[Any]) -> None:
+        """One group's update with ``torch._foreach_*`` kernels (a handful of launches per group)."""
+        wd, lr, momentum = group["weight_decay"], group["lr"], group["momentum"]
+        scaled = [p for p in params if p.ndim != 1 or not group["exclude_bias_n_norm"]]
+        updates: dict[int, Tensor] = {id(p): p.grad for p in params}
+        if scaled:
+            grads = [p.grad for p in scaled]
+            p_norm = torch.stack(torch._foreach_norm(scaled))
+            g_norm = torch.stack(torch._foreach_norm(grads))
+            ratio = p_norm / (g_norm + p_norm * wd + group["eps"]) * group["eta"]
+            if group["clip_lr"]:
+                ratio = torch.clamp(ratio / lr, max=1.0)
+            active = (p_norm != 0) & (g_norm != 0)
+            scale = torch.where(active, ratio, 1.0)
+            decay = torch.where(active, wd, 0.0).to(p_norm.dtype)
+            d_ps = torch._foreach_addcmul(grads, scaled, list(decay.unbind()))  # grad + wd * p
+            torch._foreach_mul_(d_ps, list(scale.unbind()))
+            updates.update((id(p), d) for p, d in zip(scaled, d_ps))
+        d_ps = [updates[id(p)] for p in params]
+        if momentum != 0:
+            fresh = [i for i, p in enumerate(params) if "momentum_buffer" not in self.state[p]]
+            for i in fresh:
+                self.state[params[i]]["momentum_buffer"] = torch.clone(d_ps[i]).detach()
+            old = [i for i in range(len(params)) if i not in set(fresh)]
+            if old:
+                bufs = [self.state[params[i]]["momentum_buffer"] for i in old]
+                torch._foreach_mul_(bufs, momentum)
+                torch._foreach_add_(bufs, [d_ps[i] for i in old], alpha=1 - group["dampening"])
+            bufs = [self.state[p]["momentum_buffer"] for p in params]
+            d_ps = torch._foreach_add(d_ps, bufs, alpha=momentum) if group["nesterov"] else bufs
+        torch._foreach_add_(params, d_ps, alpha=-lr)

@@ -21,12 +21,19 @@ host-device synchronisation (every decision is a tensor ``where``; tested by tra
   between is flip-equivariant.
 * colour jitter: torchvision applies brightness, contrast, saturation and hue in a random
   permutation drawn *per image*. kornia's ``ColorJitter`` draws one order per *batch* (a
-  distributional difference), so we apply the four ops in four rounds; in round ``r`` every image
-  applies the op at position ``r`` of its own permutation. Brightness, contrast and saturation are
-  all ``clamp(f * x + (1 - f) * target)`` with target 0, the grey mean, and the grey image, so one
-  blend per round serves all three; hue is computed for the batch and kept where selected.
-* grayscale, Gaussian blur (per-sample sigma, separable grouped convolution with reflect padding),
-  solarisation (PIL's threshold 128 on the 0..255 scale) and normalisation.
+  distributional difference). Brightness, contrast and saturation are all
+  ``clamp(lerp(target, x, f))`` with target 0, the grey mean, and the grey image, so one blend per
+  round serves all three; hue is computed once for the batch, between three rounds of the blends
+  each image applies before its hue and three rounds of those after (``f = 1``, an exact identity,
+  where an image has no blend in a round).
+* grayscale, Gaussian blur (per-sample sigma, two batched matmuls with reflect padding folded
+  into per-sample matrices, identity for images not blurred), solarisation (PIL's threshold 128
+  on the 0..255 scale) and normalisation.
+* the random numbers of all views are one ``torch.rand`` call per batch
+  (:func:`draw_uniforms`); everything after it is pure tensor code
+  (:meth:`GPUAugment.transform`), which ``torch.compile`` traces as one graph, seeded or not.
+* constants (mean/std, luma weights) are copied to a device once and cached there: no per-batch
+  host->device copy (tested by auditing every operand's device on ``meta``).
 
 Remaining differences from solo-learn's PIL path (documented in docs/performance.md): we compute
 in float32 and round nowhere (PIL rounds to uint8 after each op; at most 1/255 per op); PIL's
@@ -55,6 +62,8 @@ __all__ = [
     "ViewAugmentConfig",
     "ViewParams",
     "apply_view",
+    "draw_uniforms",
+    "params_from_uniforms",
     "sample_view_params",
     "views_from_solo_cfg",
 ]
@@ -245,13 +254,28 @@ class ViewParams:
     solarize: Tensor
 
 
-def _uniform(n: Any, lo: float, hi: float, device: torch.device, gen: torch.Generator | None) -> Tensor:
-    shape = n if isinstance(n, tuple) else (n,)
-    return torch.rand(shape, device=device, generator=gen) * (hi - lo) + lo
+#: Columns of the per-view uniform draw (one ``torch.rand`` call per view, see :func:`draw_uniforms`).
+_U_SCALE, _U_RATIO = slice(0, _RRC_TRIES), slice(_RRC_TRIES, 2 * _RRC_TRIES)
+_U_TOP, _U_LEFT = 2 * _RRC_TRIES, 2 * _RRC_TRIES + 1
+_U_ORDER = slice(2 * _RRC_TRIES + 2, 2 * _RRC_TRIES + 6)
+(_U_FLIP, _U_JITTER, _U_BRIGHT, _U_CONTRAST, _U_SAT, _U_HUE, _U_GRAY, _U_BLUR, _U_SIGMA, _U_SOLAR) = range(
+    2 * _RRC_TRIES + 6, 2 * _RRC_TRIES + 16
+)
+N_UNIFORMS = 2 * _RRC_TRIES + 16
 
 
-def _bernoulli(n: int, p: float, device: torch.device, gen: torch.Generator | None) -> Tensor:
-    return torch.rand(n, device=device, generator=gen) < p
+def draw_uniforms(n_views: int, n: int, device: torch.device | str, generator: torch.Generator | None) -> Tensor:
+    """Every random number of ``n_views`` views of ``n`` images: ``[n_views, n, N_UNIFORMS]`` in [0, 1).
+
+    One RNG call per batch, so the random draw is the only part of the augmentation that touches a
+    ``torch.Generator`` and everything after it (:func:`params_from_uniforms`, :func:`apply_view`)
+    is pure tensor code that ``torch.compile`` traces without graph breaks, seeded or not.
+    """
+    return torch.rand((n_views, n, N_UNIFORMS), device=device, generator=generator)
+
+
+def _scaled(u: Tensor, lo: float, hi: float) -> Tensor:
+    return u * (hi - lo) + lo
 
 
 def _jitter_range(value: float, centre: float) -> tuple[float, float]:
@@ -259,22 +283,20 @@ def _jitter_range(value: float, centre: float) -> tuple[float, float]:
     return max(0.0, centre - value), centre + value
 
 
-def _crop_boxes(
-    cfg: ViewAugmentConfig, n: int, height: int, width: int, device: torch.device, gen: torch.Generator | None
-) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """torchvision's ``RandomResizedCrop.get_params`` for ``n`` images at once."""
+def _crop_boxes(cfg: ViewAugmentConfig, u: Tensor, height: int, width: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """torchvision's ``RandomResizedCrop.get_params`` for ``len(u)`` images at once."""
+    n = u.shape[0]
     if not cfg.rrc.enabled:
         if height != width:
             raise ValueError(
                 f"rrc.enabled=false resizes the whole image to a square crop; got {height}x{width} "
                 "images (solo-learn's Resize would keep the aspect ratio)"
             )
-        full = torch.zeros(n, device=device)
-        return full, full.clone(), full + height, full + width
+        full = u.new_zeros(n)
+        return full, full, full + height, full + width
     area = float(height * width)
-    scale = _uniform((n, _RRC_TRIES), cfg.rrc.crop_min_scale, cfg.rrc.crop_max_scale, device, gen)
-    log_ratio = _uniform((n, _RRC_TRIES), math.log(RRC_RATIO[0]), math.log(RRC_RATIO[1]), device, gen)
-    aspect = torch.exp(log_ratio)
+    scale = _scaled(u[:, _U_SCALE], cfg.rrc.crop_min_scale, cfg.rrc.crop_max_scale)
+    aspect = torch.exp(_scaled(u[:, _U_RATIO], math.log(RRC_RATIO[0]), math.log(RRC_RATIO[1])))
     w = torch.round(torch.sqrt(area * scale * aspect))
     h = torch.round(torch.sqrt(area * scale / aspect))
     valid = (w > 0) & (w <= width) & (h > 0) & (h <= height)
@@ -290,13 +312,34 @@ def _crop_boxes(
         fh, fw = height, int(round(height * RRC_RATIO[1]))
     else:
         fw, fh = width, height
-    w = torch.where(found, w, torch.full_like(w, fw))
-    h = torch.where(found, h, torch.full_like(h, fh))
-    u_top = torch.rand(n, device=device, generator=gen)
-    u_left = torch.rand(n, device=device, generator=gen)
-    top = torch.where(found, torch.floor(u_top * (height - h + 1)), torch.full_like(h, (height - fh) // 2))
-    left = torch.where(found, torch.floor(u_left * (width - w + 1)), torch.full_like(w, (width - fw) // 2))
+    w = torch.where(found, w, fw)
+    h = torch.where(found, h, fh)
+    top = torch.where(found, torch.floor(u[:, _U_TOP] * (height - h + 1)), (height - fh) // 2)
+    left = torch.where(found, torch.floor(u[:, _U_LEFT] * (width - w + 1)), (width - fw) // 2)
     return top, left, h, w
+
+
+def params_from_uniforms(cfg: ViewAugmentConfig, u: Tensor, height: int, width: int) -> ViewParams:
+    """One view's parameters from its ``[n, N_UNIFORMS]`` uniforms (no RNG call, no host sync)."""
+    top, left, h, w = _crop_boxes(cfg, u, height, width)
+    cj = cfg.color_jitter
+    return ViewParams(
+        top=top,
+        left=left,
+        height=h,
+        width=w,
+        flip=u[:, _U_FLIP] < cfg.horizontal_flip.prob,
+        jitter=u[:, _U_JITTER] < cj.prob,
+        brightness=_scaled(u[:, _U_BRIGHT], *_jitter_range(cj.brightness, 1.0)),
+        contrast=_scaled(u[:, _U_CONTRAST], *_jitter_range(cj.contrast, 1.0)),
+        saturation=_scaled(u[:, _U_SAT], *_jitter_range(cj.saturation, 1.0)),
+        hue=_scaled(u[:, _U_HUE], -cj.hue, cj.hue),
+        order=torch.argsort(u[:, _U_ORDER], dim=1),
+        grayscale=u[:, _U_GRAY] < cfg.grayscale.prob,
+        blur=u[:, _U_BLUR] < cfg.gaussian_blur.prob,
+        sigma=_scaled(u[:, _U_SIGMA], cfg.gaussian_blur.sigma_min, cfg.gaussian_blur.sigma_max),
+        solarize=u[:, _U_SOLAR] < cfg.solarization.prob,
+    )
 
 
 def sample_view_params(
@@ -308,27 +351,7 @@ def sample_view_params(
     generator: torch.Generator | None = None,
 ) -> ViewParams:
     """Draw one view's parameters for ``n`` images of ``height x width`` (no host sync)."""
-    device = torch.device(device)
-    top, left, h, w = _crop_boxes(cfg, n, height, width, device, generator)
-    cj = cfg.color_jitter
-    order = torch.argsort(torch.rand(n, 4, device=device, generator=generator), dim=1)
-    return ViewParams(
-        top=top,
-        left=left,
-        height=h,
-        width=w,
-        flip=_bernoulli(n, cfg.horizontal_flip.prob, device, generator),
-        jitter=_bernoulli(n, cj.prob, device, generator),
-        brightness=_uniform(n, *_jitter_range(cj.brightness, 1.0), device, generator),
-        contrast=_uniform(n, *_jitter_range(cj.contrast, 1.0), device, generator),
-        saturation=_uniform(n, *_jitter_range(cj.saturation, 1.0), device, generator),
-        hue=_uniform(n, -cj.hue, cj.hue, device, generator),
-        order=order,
-        grayscale=_bernoulli(n, cfg.grayscale.prob, device, generator),
-        blur=_bernoulli(n, cfg.gaussian_blur.prob, device, generator),
-        sigma=_uniform(n, cfg.gaussian_blur.sigma_min, cfg.gaussian_blur.sigma_max, device, generator),
-        solarize=_bernoulli(n, cfg.solarization.prob, device, generator),
-    )
+    return params_from_uniforms(cfg, draw_uniforms(1, n, device, generator)[0], height, width)
 
 
 # ----------------------------------------------------------------------------- per-op kernels
@@ -425,46 +448,82 @@ def adjust_hue(x: Tensor, shift: Tensor) -> Tensor:
 
 
 def color_jitter(x: Tensor, params: ViewParams) -> Tensor:
-    """torchvision's ``RandomApply([ColorJitter], p)`` with a per-sample random op order."""
-    ones = torch.ones_like(params.brightness)
+    """torchvision's ``RandomApply([ColorJitter], p)`` with a per-sample random op order.
+
+    Each image applies brightness, contrast, saturation (the three blends) and hue in its own
+    order. Hue is computed once for the whole batch: the three blends of an image are split into
+    those before its hue (three "pre" rounds, identity ``f = 1`` where a blend comes after hue)
+    and those after (three "post" rounds). A blend with ``f = 1`` is an exact identity
+    (``lerp(t, x, 1) == x``), so the result is the sequential torchvision composition.
+    """
+    order = params.order
+    hue_pos = torch.argmax((order == 3).to(torch.uint8), dim=1, keepdim=True)  # [n, 1]
+    j = torch.arange(3, device=x.device)[None, :]
+    blends = order.gather(1, j + (j >= hue_pos).to(order.dtype))  # the 3 blend ops in order, [n, 3]
+    before = j < hue_pos  # [n, 3]: blend j comes before hue
+    table = torch.stack((params.brightness, params.contrast, params.saturation), dim=1).to(torch.float32)
+    f = table.gather(1, blends)  # [n, 3]
+    factors = torch.cat((torch.where(before, f, 1.0), torch.where(before, 1.0, f)), dim=1)  # [n, 6]
+    ops = torch.cat((blends, blends), dim=1)
+    use_mean = (ops == 1).to(torch.float32)  # contrast blends towards the grey mean
+    use_grey = (ops == 2).to(torch.float32)  # saturation towards the grey image; brightness to 0
+    luma = _luma(x.device)
     out = x
-    for round_ in range(4):
-        op = params.order[:, round_]
-        gray = grayscale(out)
-        mean = gray.mean(dim=(1, 2, 3), keepdim=True)
-        target = torch.where(
-            (op == 0)[:, None, None, None],
-            torch.zeros_like(mean),
-            torch.where((op == 1)[:, None, None, None], mean, gray),
-        )
-        factor = torch.where(
-            op == 0,
-            params.brightness,
-            torch.where(op == 1, params.contrast, torch.where(op == 2, params.saturation, ones)),
-        )
-        f = _per_sample(factor)
-        blended = (f * out + (1.0 - f) * target).clamp(0.0, 1.0)  # f = 1 (hue round): exact identity
-        is_hue = op == 3
-        hued = adjust_hue(blended, torch.where(is_hue, params.hue, torch.zeros_like(params.hue)))
-        out = torch.where(is_hue[:, None, None, None], hued, blended)
+    for round_ in range(6):
+        if round_ == 3:
+            out = adjust_hue(out, params.hue)
+        grey = (out * luma).sum(dim=1, keepdim=True)
+        mean = grey.mean(dim=(2, 3), keepdim=True)
+        target = use_mean[:, round_, None, None, None] * mean + use_grey[:, round_, None, None, None] * grey
+        out = torch.lerp(target, out, factors[:, round_, None, None, None]).clamp_(0.0, 1.0)
     return torch.where(params.jitter[:, None, None, None], out, x)
+
+
+_LUMA_CACHE: dict[torch.device, Tensor] = {}
+
+
+def _luma(device: torch.device) -> Tensor:
+    """The luma weights as a ``[1, 3, 1, 1]`` tensor on ``device`` (copied there once)."""
+    if device not in _LUMA_CACHE:
+        _LUMA_CACHE[device] = torch.tensor(LUMA, device=device).view(1, 3, 1, 1)
+    return _LUMA_CACHE[device]
 
 
 def random_grayscale(x: Tensor, apply: Tensor) -> Tensor:
     return torch.where(apply[:, None, None, None], grayscale(x).expand_as(x), x)
 
 
-def gaussian_blur(x: Tensor, sigma: Tensor, radius: int) -> Tensor:
-    """Separable Gaussian blur, per-sample ``sigma``, kernel ``2 * radius + 1``, reflect padding."""
-    n, c, h, w = x.shape
-    offsets = torch.arange(-radius, radius + 1, device=x.device, dtype=torch.float32)
+def blur_matrix(sigma: Tensor, apply: Tensor | None, radius: int, size: int) -> Tensor:
+    """``[B, size, size]`` matrices of a 1-D Gaussian blur with reflect padding (identity where not ``apply``).
+
+    Row ``i`` holds the kernel taps ``exp(-k^2 / 2 sigma^2)`` (normalised, ``k = -radius..radius``)
+    at the reflected source positions of ``i + k``, so ``M @ x`` is ``conv1d(pad(x, reflect))``.
+    Rows of images that are not blurred are the identity (exact: a one-hot row).
+    """
+    device = sigma.device
+    offsets = torch.arange(-radius, radius + 1, device=device, dtype=torch.float32)
     kernel = torch.exp(-0.5 * (offsets[None, :] / sigma.to(torch.float32)[:, None]) ** 2)
-    kernel = (kernel / kernel.sum(dim=1, keepdim=True)).repeat_interleave(c, dim=0)  # [n*c, K]
-    flat = x.reshape(1, n * c, h, w)
-    flat = nn.functional.pad(flat, (radius, radius, radius, radius), mode="reflect")
-    flat = nn.functional.conv2d(flat, kernel[:, None, :, None], groups=n * c)
-    flat = nn.functional.conv2d(flat, kernel[:, None, None, :], groups=n * c)
-    return flat.reshape(n, c, h, w)
+    kernel = kernel / kernel.sum(dim=1, keepdim=True)  # [B, K]
+    if apply is not None:
+        kernel = torch.where(apply[:, None], kernel, (offsets == 0).to(torch.float32)[None, :])
+    src = torch.arange(size, device=device)[:, None] + torch.arange(-radius, radius + 1, device=device)[None, :]
+    src = torch.where(src < 0, -src, torch.where(src >= size, 2 * (size - 1) - src, src))  # reflect
+    # [size, K, size] one-hot by comparison (F.one_hot validates its input range on CUDA: a host sync)
+    onehot = (src[:, :, None] == torch.arange(size, device=device)).to(torch.float32)
+    return torch.einsum("bk,ikj->bij", kernel, onehot)
+
+
+def gaussian_blur(x: Tensor, sigma: Tensor, radius: int, apply: Tensor | None = None) -> Tensor:
+    """Separable Gaussian blur, per-sample ``sigma``, kernel ``2 * radius + 1``, reflect padding.
+
+    Two batched matmuls (``My @ x @ Mxᵀ``, :func:`blur_matrix`); images with ``apply`` false get
+    identity matrices, i.e. are returned unchanged, with no data-dependent selection (a subset of
+    the batch would need a host sync to size it).
+    """
+    _, _, h, w = x.shape
+    my = blur_matrix(sigma, apply, radius, h)
+    mx = my if h == w else blur_matrix(sigma, apply, radius, w)
+    return torch.matmul(torch.matmul(my[:, None], x), mx.transpose(1, 2)[:, None])
 
 
 def solarize(x: Tensor, apply: Tensor) -> Tensor:
@@ -473,7 +532,11 @@ def solarize(x: Tensor, apply: Tensor) -> Tensor:
 
 
 def apply_view(images: Tensor, params: ViewParams, cfg: ViewAugmentConfig, mean: Tensor, std: Tensor) -> Tensor:
-    """One view for a batch with fixed ``params``: uint8 ``[B, C, H, W]`` -> normalised float."""
+    """One view for a batch with fixed ``params``: uint8 ``[B, C, H, W]`` -> normalised float.
+
+    ``mean`` and ``std`` must already be on the images' device (:class:`GPUAugment` keeps one copy
+    per device); nothing here copies from the host.
+    """
     x = resized_crop(images, params, cfg.crop_size)
     rgb = x.shape[1] == 3
     if cfg.color_jitter.prob > 0:
@@ -483,7 +546,7 @@ def apply_view(images: Tensor, params: ViewParams, cfg: ViewAugmentConfig, mean:
     if cfg.grayscale.prob > 0 and rgb:
         x = random_grayscale(x, params.grayscale)
     if cfg.gaussian_blur.prob > 0:
-        x = torch.where(params.blur[:, None, None, None], gaussian_blur(x, params.sigma, cfg.blur_radius), x)
+        x = gaussian_blur(x, params.sigma, cfg.blur_radius, None if cfg.gaussian_blur.prob >= 1 else params.blur)
     if cfg.solarization.prob > 0:
         x = solarize(x, params.solarize)
     return (x - mean) / std
@@ -526,9 +589,10 @@ class GPUAugment(nn.Module):
         self.seed = seed
         self.channels_last = channels_last
         self._generators: dict[str, torch.Generator] = {}
-        for i, cfg in enumerate(self.views):
-            self.register_buffer(f"mean_{i}", torch.tensor(cfg.mean).view(1, -1, 1, 1), persistent=False)
-            self.register_buffer(f"std_{i}", torch.tensor(cfg.std).view(1, -1, 1, 1), persistent=False)
+        # Normalisation constants, one copy per device: created on the host once, copied to a
+        # device the first time a batch arrives there, then reused (no per-batch host->device
+        # copy, whether or not anything ever calls .to() on this module).
+        self._stats: dict[torch.device, list[tuple[Tensor, Tensor]]] = {}
 
     def set_seed(self, seed: int | None) -> None:
         """Reseed (drops the per-device generators; the next call recreates them)."""
@@ -536,31 +600,52 @@ class GPUAugment(nn.Module):
         self._generators.clear()
 
     def generator(self, device: torch.device) -> torch.Generator | None:
-        if self.seed is None:
+        """The seeded generator of ``device`` (``None`` without a seed, and on ``meta``, which has no RNG)."""
+        if self.seed is None or device.type == "meta":
             return None
         key = str(device)
         if key not in self._generators:
             self._generators[key] = torch.Generator(device=device).manual_seed(self.seed)
         return self._generators[key]
 
+    def stats(self, device: torch.device) -> list[tuple[Tensor, Tensor]]:
+        """``[(mean, std)]`` per view, ``[1, C, 1, 1]`` float32 on ``device`` (copied there once)."""
+        if device not in self._stats:
+            self._stats[device] = [
+                (torch.tensor(cfg.mean, device=device).view(1, -1, 1, 1), torch.tensor(cfg.std, device=device).view(1, -1, 1, 1))
+                for cfg in self.views
+            ]
+        return self._stats[device]
+
     def sample(self, n: int, height: int, width: int, device: torch.device) -> list[ViewParams]:
-        gen = self.generator(device)
-        return [sample_view_params(cfg, n, height, width, device, gen) for cfg in self.views]
+        u = draw_uniforms(len(self.views), n, device, self.generator(device))
+        return [params_from_uniforms(cfg, u[i], height, width) for i, cfg in enumerate(self.views)]
 
     @torch.no_grad()
     def forward(self, images: Tensor, params: Sequence[ViewParams] | None = None) -> list[Tensor]:
         if images.ndim != 4:
             raise ValueError(f"expected a [B, C, H, W] batch; got shape {tuple(images.shape)}")
         n, c, h, w = images.shape
-        if params is None:
-            params = self.sample(n, h, w, images.device)
-        out = []
-        for i, (cfg, p) in enumerate(zip(self.views, params)):
-            mean, std = getattr(self, f"mean_{i}"), getattr(self, f"std_{i}")
+        stats = self.stats(images.device)
+        for i, (mean, _) in enumerate(stats):
             if mean.shape[1] != c:
                 raise ValueError(f"view {i}: mean/std have {mean.shape[1]} channels, images have {c}")
-            view = apply_view(images, p, cfg, mean.to(images.device), std.to(images.device))
-            if self.channels_last:
-                view = view.contiguous(memory_format=torch.channels_last)
-            out.append(view)
-        return out
+        if params is None:
+            return self.transform(images, draw_uniforms(len(self.views), n, images.device, self.generator(images.device)), stats)
+        return [self._finish(apply_view(images, p, cfg, *st)) for cfg, p, st in zip(self.views, params, stats)]
+
+    def transform(self, images: Tensor, uniforms: Tensor, stats: Sequence[tuple[Tensor, Tensor]]) -> list[Tensor]:
+        """Every view from the batch's uniforms (:func:`draw_uniforms`): pure tensor code, no RNG.
+
+        This is the part to ``torch.compile`` (it has no generator call, so a seeded augmentation
+        compiles without graph breaks; tests/data/test_gpu_augment.py checks it with
+        ``torch._dynamo.explain``).
+        """
+        _, _, h, w = images.shape
+        return [
+            self._finish(apply_view(images, params_from_uniforms(cfg, uniforms[i], h, w), cfg, *stats[i]))
+            for i, cfg in enumerate(self.views)
+        ]
+
+    def _finish(self, view: Tensor) -> Tensor:
+        return view.contiguous(memory_format=torch.channels_last) if self.channels_last else view

@@ -141,7 +141,17 @@ class GPUPretrainDataModule(pl.LightningDataModule):
         return self._val() if callable(self._val) and not isinstance(self._val, DataLoader) else self._val
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
-        return self.make_batch(batch) if _is_index_batch(batch) else batch
+        if not _is_index_batch(batch):
+            return batch
+        indexes, views, targets = self.make_batch(batch)
+        # Lightning casts a batch's floating tensors to the precision's input dtype *before* this
+        # hook (bf16-true / 16-true: the module's dtype); views made here must be cast the same
+        # way, else the first convolution sees float32 input and bf16/fp16 weights. Mixed and
+        # 32-bit precisions leave them float32 (convert_input is the identity there).
+        trainer = getattr(self, "trainer", None)
+        if trainer is not None:
+            views = trainer.precision_plugin.convert_input(views)
+        return [indexes, views, targets]
 
     def teardown(self, stage: str) -> None:
         self._device_data = None

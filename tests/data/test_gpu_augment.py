@@ -16,6 +16,7 @@ import torch
 import torchvision.transforms as T
 import torchvision.transforms.functional as TF
 from scipy import stats
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from solo_offdiag.config.validate import ConfigError
 from solo_offdiag.data import gpu_augment as ga
@@ -299,8 +300,70 @@ def test_channels_last_and_multicrop_sizes():
 def test_no_host_sync_by_tracing_on_meta_device():
     """Any .item(), bool(tensor) or data-dependent shape on the path would fail on 'meta'."""
     views = [view(gaussian_blur={"prob": 0.5}, solarization={"prob": 0.2})] * 2
-    out = GPUAugment(views)(torch.empty(64, 3, 40, 40, dtype=torch.uint8, device="meta"))
-    assert [tuple(v.shape) for v in out] == [(64, 3, 32, 32)] * 2 and out[0].device.type == "meta"
+    for seed in (None, 3):  # the seeded path runs there too (meta has no RNG: no generator)
+        out = GPUAugment(views, seed=seed)(torch.empty(64, 3, 40, 40, dtype=torch.uint8, device="meta"))
+        assert [tuple(v.shape) for v in out] == [(64, 3, 32, 32)] * 2 and out[0].device.type == "meta"
+
+
+class _DeviceAudit(TorchDispatchMode):
+    """Records every op that reads a tensor on another device than ``device`` or copies across devices."""
+
+    def __init__(self, device: torch.device) -> None:
+        super().__init__()
+        self.device, self.foreign = device, []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        leaves = [a for a in torch.utils._pytree.tree_leaves((args, kwargs)) if isinstance(a, torch.Tensor)]
+        out = func(*args, **kwargs)
+        outs = [o for o in torch.utils._pytree.tree_leaves(out) if isinstance(o, torch.Tensor)]
+        for t in leaves + outs:
+            # a 0-dim CPU tensor is a kernel argument (a wrapped number), not a copy
+            if t.device != self.device and not (t.device.type == "cpu" and t.ndim == 0):
+                self.foreign.append(f"{func} reads/writes a tensor on {t.device}")
+        return out
+
+
+def _audit_augment(device: torch.device, seed) -> list[str]:
+    views = [view(gaussian_blur={"prob": 0.5}, solarization={"prob": 0.2}), view(crop_size=16)]
+    aug = GPUAugment(views, seed=seed, channels_last=True)
+    images = torch.randint(0, 256, (16, 3, 40, 40), dtype=torch.uint8).to(device)
+    aug(images)  # first batch on a device: constants copied there once
+    with _DeviceAudit(images.device) as audit:
+        aug(images)
+        aug(images)
+    return audit.foreign
+
+
+@pytest.mark.parametrize("seed", [None, 7])
+def test_every_tensor_the_augmentation_uses_lives_on_the_batch_device(seed):
+    """Issue #11: run on 'meta' (no host data at all) and check every op's operands and results
+    are on the batch's device: a per-batch host->device copy of mean/std (or any constant) fails."""
+    assert _audit_augment(torch.device("meta"), seed) == []
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (detects real CPU->GPU copies)")
+@pytest.mark.parametrize("seed", [None, 7])
+def test_no_cpu_to_cuda_copy_in_the_augmentation_on_a_real_gpu(seed):
+    assert _audit_augment(torch.device("cuda"), seed) == []
+    aug = GPUAugment([view(), view(solarization={"prob": 0.2})], seed=seed)
+    images = torch.randint(0, 256, (64, 3, 32, 32), dtype=torch.uint8, device="cuda")
+    aug(images)
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        aug(images)
+    finally:
+        torch.cuda.set_sync_debug_mode(0)
+
+
+def test_seeded_transform_compiles_without_graph_breaks():
+    """The RNG is one call outside ``transform``; the rest traces as one graph, seeded or not."""
+    aug = GPUAugment(views_from_solo_cfg(ASYMMETRIC, "cifar10"), seed=0)
+    images = smooth_images(4)
+    u = ga.draw_uniforms(2, 4, "cpu", aug.generator(images.device))
+    explained = torch._dynamo.explain(aug.transform)(images, u, aug.stats(images.device))
+    assert explained.graph_break_count == 0 and explained.graph_count == 1
 
 
 def test_rrc_disabled_resizes_whole_image():

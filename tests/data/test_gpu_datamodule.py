@@ -208,3 +208,26 @@ def test_index_dataset_bounds():
     with pytest.raises(IndexError):
         ds[3]
     assert isinstance(DataLoader(ds, batch_size=2).dataset, IndexDataset)
+
+
+@pytest.mark.parametrize("precision", ["bf16-true", "bf16-mixed"])
+def test_bf16_training_step_through_the_datamodule(tmp_path, precision):
+    """Issue #11: with bf16-true the views must reach the model in its dtype (they are made after
+    Lightning's own input cast); mixed precision keeps them float32 under autocast."""
+    seen = []
+
+    class Recording(TinyBYOL):
+        def training_step(self, batch, batch_idx):
+            seen.append(batch[1][0].dtype)
+            return super().training_step(batch, batch_idx)
+
+    dm = GPUPretrainDataModule(make_data(16), VIEWS, batch_size=8, seed=0)
+    model = Recording()
+    trainer = pl.Trainer(
+        accelerator="cpu", devices=1, max_steps=2, logger=False, precision=precision,
+        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+        default_root_dir=tmp_path,
+    )  # fmt: skip
+    trainer.fit(model, datamodule=dm)
+    expected = torch.bfloat16 if precision == "bf16-true" else torch.float32
+    assert seen == [expected, expected] and all(np.isfinite(model.losses))

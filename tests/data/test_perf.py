@@ -107,3 +107,28 @@ def test_sync_free_lars_runs_on_meta_without_host_reads():
     p = torch.empty(8, 8, device="meta", requires_grad=True)
     p.grad = torch.empty(8, 8, device="meta")
     SyncFreeLARS([p], lr=0.1, momentum=0.9, weight_decay=1e-5, clip_lr=True).step()
+
+
+def test_in_place_momentum_update_keeps_storage_and_is_applied_by_apply_performance():
+    """solo's MomentumUpdater rebinds mp.data each step (CUDA graphs would read stale storage);
+    the replacement writes the same values in place (solo's own class: tests/data/test_solo_parity.py)."""
+
+    class Rebinding:  # solo's update, restated: mp.data = tau * mp.data + (1 - tau) * op.data
+        cur_tau = 0.9
+
+        def update(self, online, momentum):
+            for op, mp in zip(online.parameters(), momentum.parameters()):
+                mp.data = self.cur_tau * mp.data + (1 - self.cur_tau) * op.data
+
+    torch.manual_seed(0)
+    online, ours, theirs = nn.Linear(4, 3), nn.Linear(4, 3), nn.Linear(4, 3)
+    theirs.load_state_dict(ours.state_dict())
+    model = nn.Sequential(nn.Conv2d(3, 4, 3))
+    model.momentum_updater = Rebinding()
+    assert "in-place momentum" in " ".join(apply_performance(model, PerformanceConfig(), "cpu"))
+    pointers = [p.data_ptr() for p in ours.parameters()]
+    for _ in range(3):
+        model.momentum_updater.update(online, ours)
+        Rebinding().update(online, theirs)
+    assert all(torch.equal(p, q) for p, q in zip(ours.parameters(), theirs.parameters()))
+    assert [p.data_ptr() for p in ours.parameters()] == pointers
