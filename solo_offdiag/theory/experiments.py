@@ -49,11 +49,11 @@ __all__ = [
 #: ratios of the E21-peak runs (the base model at the escape runs' batch size).
 THEORY_PRESETS: dict[str, dict[str, Any]] = {
     "default": {"seeds": 8, "overrides": {"batch_size": 1024, "steps": 3000},
-                "scaling": {"dims": (128, 256, 512, 1024), "steps": 16000, "batch_size": 128, "log_every": 10,
-                            "activation": "truncated_cubic", "eta_E_ratios": (1 / 3, 1.0, 3.0)}},
+                "scaling": {"dims": (128, 256, 512, 1024), "steps": 3000, "batch_size": 128, "log_every": 10,
+                            "activation": "normalized_cubic", "eta_E_ratios": (1 / 3, 1.0, 3.0)}},
     "smoke": {"seeds": 4, "overrides": {"d": 32, "steps": 2000, "log_every": 10},
               "scaling": {"dims": (32, 64, 128), "steps": 2000, "batch_size": 64, "log_every": 10,
-                          "activation": "truncated_cubic", "eta_E_ratios": (1.0, 3.0)}},
+                          "activation": "normalized_cubic", "eta_E_ratios": (1.0, 3.0)}},
 }
 #: Neuron 1's head start in the escape runs of e_scaling: |cos(w_1, v_1)| = HEAD_START_C / sqrt(d),
 #: 1.5x the typical |cos| of a random direction (the paper's "slight advantage").
@@ -418,7 +418,8 @@ def _exp_e(ctx: Context) -> ExperimentResult:
 @register_experiment("f_wide_head", "m = 64 neurons, 64x64 head: ||E - I|| over training (exploratory, no verdict)")
 def _exp_f(ctx: Context) -> ExperimentResult:
     m = 64 if ctx.preset != "smoke" else 8
-    base = ctx.base(m=m, head_start=None)
+    # batch 128: an m = 64 arm costs ~32 m = 2 arms per sample, and no verdict rests on it
+    base = ctx.base(m=m, head_start=None, batch_size=128)
     results = _run_arms(ctx, {"wide": ctx.seeded(base, 2)}, "f")
     out = _result(ctx, "f_wide_head", results, {"exploratory": WIDE_HEAD_REASON})
     res = results["wide"]
