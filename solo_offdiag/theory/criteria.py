@@ -273,31 +273,37 @@ def check_c7(summary: Mapping[str, Any], full: str = "full", ablated: str = "no_
 
 
 def check_c8(summary: Mapping[str, Any]) -> CriterionResult:
-    """C8, per seed of the ``e_scaling`` sweep (``summary["scaling"]["replicates"]``): the escape
-    time T1 grows like d^(2 +- 0.5); halving eta doubles T1 (within ``ETA_RATIO_TOL``); the
-    substitution (10->90% rise of |E21|) lasts at most ``SUB_OVER_T1_MAX`` x T1. The peak-E21
-    slope against sqrt(eta_E/eta), fitted on interior peaks only, is reported with the number of
-    runs that had one and enters the verdict only when every ratio has interior peaks."""
+    """C8 from the ``e_scaling`` sweep (``summary["scaling"]``). Per seed (k of n): halving eta
+    doubles the escape time T1 (within ``ETA_RATIO_TOL``) and the substitution (10->90% rise of
+    |E21|) lasts at most ``SUB_OVER_T1_MAX`` x T1. On the medians over seeds: T1 grows like
+    d^(2 +- 0.5) (a single run's escape time at d = 512 varies ~10x between seeds, so per-seed
+    slopes are reported, not required; docs/theory.md). The peak-E21 slope against
+    sqrt(eta_E/eta), fitted on interior peaks only, is reported with the number of runs that had
+    one and enters the verdict only when every ratio has interior peaks in half of the seeds."""
     sc = summary["scaling"]
     reps = sc["replicates"]
-    ok = [bool(r["t1_slope_ok"] and r["eta_ratio_ok"] and r["substitution_ok"]) for r in reps]
+    ok = [bool(r["eta_ratio_ok"] and r["substitution_ok"]) for r in reps]
+    t1_slope = sc.get("t1_slope")
+    slope_ok = t1_slope is not None and math.isfinite(t1_slope) and abs(t1_slope - T1_SLOPE_TARGET) <= T1_SLOPE_TOL
     peak_slope = sc.get("peak_slope")
     peak_used = bool(sc.get("peak_slope_usable"))
     peak_ok = (not peak_used) or (peak_slope is not None and abs(peak_slope - PEAK_SLOPE_TARGET) <= PEAK_SLOPE_TOL)
     res = _k_of_n(
-        "C8", ok, "show T1 ~ d^2 (slope 2+-0.5), T1 ~ 1/eta and substitution <= 0.5 T1",
-        {"t1_slope_median": sc.get("t1_slope"), "peak_slope": peak_slope, "peak_slope_used": peak_used,
-         "interior_peaks": sc.get("interior_peaks"), "peak_runs": sc.get("peak_runs"),
-         "t1_slope_ok": sum(r["t1_slope_ok"] for r in reps), "eta_ratio_ok": sum(r["eta_ratio_ok"] for r in reps),
-         "substitution_ok": sum(r["substitution_ok"] for r in reps)},
+        "C8", ok, "show T1(eta/2) = 2 T1(eta) (x/ 1.35) and substitution <= 0.5 T1",
+        {"t1_slope_of_medians": t1_slope, "t1_slope_ok": slope_ok, "peak_slope": peak_slope,
+         "peak_slope_used": peak_used, "interior_peaks": sc.get("interior_peaks"), "peak_runs": sc.get("peak_runs"),
+         "seeds_with_t1_slope_in_range": sum(r["t1_slope_ok"] for r in reps),
+         "eta_ratio_ok": sum(r["eta_ratio_ok"] for r in reps), "substitution_ok": sum(r["substitution_ok"] for r in reps)},
         {"t1_slope": [T1_SLOPE_TARGET - T1_SLOPE_TOL, T1_SLOPE_TARGET + T1_SLOPE_TOL],
          "eta_ratio": [2 / ETA_RATIO_TOL, 2 * ETA_RATIO_TOL], "substitution_over_t1_max": SUB_OVER_T1_MAX,
          "peak_slope": [PEAK_SLOPE_TARGET - PEAK_SLOPE_TOL, PEAK_SLOPE_TARGET + PEAK_SLOPE_TOL]},
     )
-    res.passed = bool(res.passed and peak_ok)
-    slope_txt = "n/a" if peak_slope is None or not math.isfinite(peak_slope) else f"{peak_slope:.2f}"
-    res.detail += (f"; peak |E21| ~ sqrt(eta_E/eta)^{slope_txt} on {sc.get('interior_peaks')}/"
-                   f"{sc.get('peak_runs')} interior peaks ({'in' if peak_used else 'not in'} the verdict)")
+    res.passed = bool(res.passed and slope_ok and peak_ok)
+    fmt = lambda v: "n/a" if v is None or not math.isfinite(v) else f"{v:.2f}"  # noqa: E731
+    res.detail += (f"; median T1 ~ d^{fmt(t1_slope)} (want 2+-0.5; {sum(r['t1_slope_ok'] for r in reps)}/"
+                   f"{len(reps)} single seeds in range); peak |E21| ~ sqrt(eta_E/eta)^{fmt(peak_slope)} on "
+                   f"{sc.get('interior_peaks')}/{sc.get('peak_runs')} interior peaks "
+                   f"({'in' if peak_used else 'not in'} the verdict)")
     return res
 
 

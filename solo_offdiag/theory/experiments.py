@@ -49,11 +49,11 @@ __all__ = [
 #: ratios of the E21-peak runs (the base model at the escape runs' batch size).
 THEORY_PRESETS: dict[str, dict[str, Any]] = {
     "default": {"seeds": 8, "overrides": {"batch_size": 1024, "steps": 3000},
-                "scaling": {"dims": (128, 256, 512, 1024), "steps": 3000, "batch_size": 128, "log_every": 10,
-                            "activation": "normalized_cubic", "eta_E_ratios": (1 / 3, 1.0, 3.0)}},
+                "scaling": {"dims": (128, 256, 512), "steps": 2500, "batch_size": 128, "log_every": 1, "m": 1,
+                            "eta": 0.006, "activation": "normalized_cubic", "eta_E_ratios": (1 / 3, 1.0, 3.0)}},
     "smoke": {"seeds": 4, "overrides": {"d": 32, "steps": 2000, "log_every": 10},
-              "scaling": {"dims": (32, 64, 128), "steps": 2000, "batch_size": 64, "log_every": 10,
-                          "activation": "normalized_cubic", "eta_E_ratios": (1.0, 3.0)}},
+              "scaling": {"dims": (32, 64, 128), "steps": 1000, "batch_size": 64, "log_every": 1, "m": 1,
+                          "eta": 0.006, "activation": "normalized_cubic", "eta_E_ratios": (1.0, 3.0)}},
 }
 #: Neuron 1's head start in the escape runs of e_scaling: |cos(w_1, v_1)| = HEAD_START_C / sqrt(d),
 #: 1.5x the typical |cos| of a random direction (the paper's "slight advantage").
@@ -331,13 +331,14 @@ def _loglog_fit(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
 
 
 def scaling_configs(ctx: Context) -> dict[str, list[TheoryConfig]]:
-    """The arms of ``e_scaling``: the escape sweep over ``d`` (neuron 1 with head start
-    ``HEAD_START_C / sqrt(d)``), the same at the smallest ``d`` with ``eta / 2``, and the full
+    """The arms of ``e_scaling``: the escape sweep over ``d`` (neuron 1 alone, ``m = 1``, with head
+    start ``HEAD_START_C / sqrt(d)``), the same at the smallest ``d`` with ``eta / 2``, and the full
     model at each ``eta_E / eta`` ratio (for the E21 peak and the substitution time)."""
     sc = THEORY_PRESETS[ctx.preset]["scaling"]
     base = ctx.base()
+    # neuron 1 alone (m = 1): its escape without the race against neuron 2 (docs/theory.md, C8)
     esc = base.replace(steps=sc["steps"], batch_size=sc["batch_size"], log_every=sc["log_every"],
-                       activation=sc["activation"])
+                       activation=sc["activation"], m=sc["m"], eta=sc["eta"])
     arms = {"dims": [esc.replace(d=d, head_start=HEAD_START_C / math.sqrt(d), seed=s)
                      for d in sc["dims"] for s in range(ctx.seed_offset, ctx.seed_offset + ctx.seeds)]}
     d0 = sc["dims"][0]
