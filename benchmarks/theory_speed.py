@@ -5,7 +5,12 @@ backward (what ``solo-offdiag theory`` uses) against the autograd reference (als
 CPU thread count, the previous code path), and a batch of 1 against the batch. ``steps/s`` counts batched steps (all runs advance together), ``run-steps/s``
 counts ``steps/s x runs``. Also times the m = 64 head of ``f_wide_head``.
 
+``--experiments PRESET`` instead times each experiment of ``solo-offdiag theory all`` on its own
+(compute only, simulation cache emptied before each, so shared arms are counted in every
+experiment that uses them), then ``all`` with its shared cache, in wall and CPU seconds.
+
     python benchmarks/theory_speed.py --batch 16 --steps 300
+    python benchmarks/theory_speed.py --experiments default
 """
 
 from __future__ import annotations
@@ -27,13 +32,41 @@ def _rate(cfgs: list[TheoryConfig], device: str, grad: str, threads: int | None 
     return steps_per_s, steps_per_s * len(cfgs)
 
 
+def _time_experiments(preset: str, device: str) -> None:
+    from solo_offdiag.theory import experiments as T
+
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    print(f"theory preset={preset} device={device} load(1 min)={load:.2f} (compute only, no files)")
+    print(f"{'experiment':<18} {'wall s':>8} {'CPU s':>8}")
+    total_w = total_c = 0.0
+    for name in T.IN_ALL:
+        T._CACHE.clear()
+        w0, c0 = time.perf_counter(), time.process_time()
+        T.compute_experiment(name, preset=preset, device=device, progress=False)
+        w, c = time.perf_counter() - w0, time.process_time() - c0
+        total_w, total_c = total_w + w, total_c + c
+        print(f"{name:<18} {w:8.1f} {c:8.1f}")
+    print(f"{'sum':<18} {total_w:8.1f} {total_c:8.1f}")
+    T._CACHE.clear()
+    w0, c0 = time.perf_counter(), time.process_time()
+    T.simulate_configs(T.plan_configs(T.IN_ALL, preset), device)
+    for name in T.IN_ALL:
+        T.compute_experiment(name, preset=preset, device=device, progress=False)
+    print(f"{'all (shared)':<18} {time.perf_counter() - w0:8.1f} {time.process_time() - c0:8.1f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--batch", type=int, default=16, help="runs (seeds) simulated together")
     parser.add_argument("--steps", type=int, default=300, help="SGD steps per run")
     parser.add_argument("--d", type=int, default=64)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--experiments", metavar="PRESET", default=None,
+                        help="time each theory experiment at this theory preset instead (default, smoke)")
     args = parser.parse_args()
+    if args.experiments is not None:
+        _time_experiments(args.experiments, args.device)
+        return
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     cfg = TheoryConfig(d=args.d, steps=args.steps, log_every=20)
     print(f"device={args.device} d={args.d} N={cfg.batch_size} steps={args.steps} "

@@ -87,3 +87,15 @@ def test_import_solo_offdiag_needs_no_solo_and_no_lightning() -> None:
         "assert not bad, bad"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
+
+
+#: The theory package computes only: no plotting library and no file writers (figures, NPZ, CSV
+#: and summary.json are written by solo_offdiag.repro.theory_output, a layer above).
+THEORY_FORBIDDEN = ("matplotlib", "csv", "solo_offdiag.io", "solo_offdiag.repro", "solo_offdiag.cli")
+
+
+@pytest.mark.parametrize("path", sorted((PACKAGE / "theory").rglob("*.py")), ids=lambda p: p.name)
+def test_theory_package_imports_no_plotting_and_no_writers(path: Path) -> None:
+    for imported in _imports(path):
+        assert not any(imported == bad or imported.startswith(bad + ".") for bad in THEORY_FORBIDDEN), (
+            f"{path.relative_to(ROOT)} imports {imported}: the theory package computes only")

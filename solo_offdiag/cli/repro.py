@@ -38,12 +38,26 @@ The image experiment needs solo-learn 1.0.6 (github.com/vturrisi/solo-learn, com
 Without it `all` skips the image experiment, says so, and checks the theory claims."""
 
 
+def _offset(text: str) -> int:
+    """argparse type of ``--seed-offset``: a non-negative integer."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"got {text!r}; allowed: an integer >= 0") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"got {value}; allowed: an integer >= 0")
+    return value
+
+
 def _common(p: argparse.ArgumentParser, *, run: bool) -> None:
     p.add_argument("--preset", choices=PRESETS, default="smoke", help="smoke (default) or full")
     p.add_argument("--results", type=Path, default=Path("results"), help="results folder (default: ./results)")
     if run:
         p.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="cpu (default) or cuda")
         p.add_argument("--seeds", type=int, default=None, help="seeds per arm/head (default: the preset's)")
+        p.add_argument("--seed-offset", type=_offset, default=0, metavar="K",
+                       help="theory experiments use seeds K, K+1, ... (default 0; recorded in run.json and "
+                            "the run fingerprint, so another K is another run)")
         p.add_argument("--data-dir", type=Path, default=None,
                        help="where CIFAR-10/100 and STL-10 live or are downloaded to (full preset; "
                             "default ./datasets)")
@@ -123,7 +137,8 @@ def _run(args: argparse.Namespace) -> int:
 
     try:
         names = _names(args.experiments)
-        E.specs_for(names, args.preset, args.device, args.seeds, args.results / "data", args.data_dir)
+        E.specs_for(names, args.preset, args.device, args.seeds, args.results / "data", args.data_dir,
+                    seed_offset=args.seed_offset)
     except ValueError as err:
         print(f"solo-offdiag repro run: {err}")
         return 2
@@ -135,7 +150,8 @@ def _run(args: argparse.Namespace) -> int:
     try:
         outcomes = run_experiments(names, preset=args.preset, device=args.device, seeds=args.seeds,
                                    results=args.results, data_dir=args.data_dir,
-                                   progress=not args.no_progress, force=args.force, threads=_threads(args))
+                                   progress=not args.no_progress, force=args.force, threads=_threads(args),
+                                   seed_offset=args.seed_offset)
     except KeyboardInterrupt:
         return _interrupted()
     except DataUnavailable as err:
@@ -203,7 +219,7 @@ def _all(args: argparse.Namespace) -> int:
     try:
         result = run_all(preset=args.preset, device=args.device, seeds=args.seeds, results=args.results,
                          data_dir=args.data_dir, progress=not args.no_progress, force=args.force,
-                         strict=args.strict, threads=_threads(args))
+                         strict=args.strict, threads=_threads(args), seed_offset=args.seed_offset)
     except KeyboardInterrupt:
         return _interrupted()
     except DataUnavailable as err:

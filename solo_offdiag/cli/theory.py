@@ -12,8 +12,8 @@ EXPERIMENT_HELP = {
     "b_fixed_head": "head fixed at the identity vs trainable (C5)",
     "c_no_bn": "batch normalisation removed (C6)",
     "d_no_stopgrad": "stop-gradient removed from the target (C7)",
-    "e_scaling": "T1 vs d and peak E21 vs sqrt(eta_E/eta) (C8)",
-    "f_wide_head": "m = 64 neurons, 64x64 head: rise and fall of ||E - I|| (C3)",
+    "e_scaling": "escape time T1 vs d and vs eta, substitution time, peak E21 vs sqrt(eta_E/eta) (C8)",
+    "f_wide_head": "m = 64 neurons, 64x64 head: ||E - I|| over training (exploratory, no verdict)",
     "g_sensitivity": "one-at-a-time sensitivity sweep (not part of `all`)",
 }
 
@@ -37,12 +37,15 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                         help="'default' (documented regime) or 'smoke' (tiny, for CI)")
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
     parser.add_argument("--seeds", type=int, default=None, help="seeds per arm (default: preset's)")
+    parser.add_argument("--seed-offset", type=int, default=0, metavar="K",
+                        help="use seeds K, K+1, ... (default 0; the default parameters were chosen on seeds 0-63)")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
     parser.set_defaults(func=_main)
     return parser
 
 
 def _main(args: argparse.Namespace) -> int:
+    from solo_offdiag.repro import theory_output
     from solo_offdiag.theory import experiments
 
     if args.experiment == "list":
@@ -55,12 +58,13 @@ def _main(args: argparse.Namespace) -> int:
     progress = not args.no_progress
     try:
         if args.experiment == "all":
-            summary = experiments.run_all(args.out, preset=args.preset, device=args.device,
-                                          seeds=args.seeds, progress=progress)
+            summary = theory_output.run_all(args.out, preset=args.preset, device=args.device,
+                                            seeds=args.seeds, progress=progress, seed_offset=args.seed_offset)
             crit = {f"{n}:{c}": r for n, s in summary["experiments"].items() for c, r in s["criteria"].items()}
         else:
-            summary = experiments.run_experiment(args.experiment, args.out, preset=args.preset,
-                                                 device=args.device, seeds=args.seeds, progress=progress)
+            summary = theory_output.run_experiment(args.experiment, args.out, preset=args.preset,
+                                                   device=args.device, seeds=args.seeds, progress=progress,
+                                                   seed_offset=args.seed_offset)
             crit = summary.get("criteria", {})
     except ValueError as err:
         print(f"solo-offdiag theory: {err}")

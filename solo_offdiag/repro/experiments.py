@@ -77,17 +77,20 @@ def describe() -> dict[str, str]:
 # Theory
 # ------------------------------------------------------------------------------------------
 def theory_specs(names: Sequence[str], preset: str, device: str, seeds: int | None,
-                 progress: bool = True) -> list[RunSpec]:
+                 progress: bool = True, seed_offset: int = 0) -> list[RunSpec]:
+    """One RunSpec per theory experiment; ``seed_offset`` (first seed) is part of the run's config,
+    hence of run.json and the fingerprint (another offset is another run)."""
     theory_preset = THEORY_PRESET[preset]
     specs = []
     for name in names:
-        config = {"experiment": name, "theory_preset": theory_preset, "device": device, "seeds": seeds}
+        config = {"experiment": name, "theory_preset": theory_preset, "device": device, "seeds": seeds,
+                  "seed_offset": seed_offset}
 
         def compute(run_dir: Path, name: str = name) -> dict[str, Any]:
-            from solo_offdiag.theory import experiments as T
+            from solo_offdiag.repro import theory_output
 
-            summary = T.run_experiment(name, run_dir, preset=theory_preset, device=device, seeds=seeds,
-                                       progress=progress)
+            summary = theory_output.run_experiment(name, run_dir, preset=theory_preset, device=device, seeds=seeds,
+                                                   progress=progress, seed_offset=seed_offset)
             return {"criteria": summary.get("criteria", {}), "wall_time_s": summary.get("wall_time_s"),
                     "figures": summary.get("figures", [])}
 
@@ -272,14 +275,14 @@ def analysis_summary(analysis_dir: Path) -> dict[str, Any]:
 
 
 def specs_for(names: Sequence[str], preset: str, device: str, seeds: int | None, data_root: Path,
-              data_dir: Path | None, progress: bool = True) -> list[RunSpec]:
+              data_dir: Path | None, progress: bool = True, seed_offset: int = 0) -> list[RunSpec]:
     """RunSpecs of the named experiments (theory ones first, in the theory package's order)."""
     known = list_experiments()
     unknown = [n for n in names if n not in known]
     if unknown:
         raise ValueError(f"unknown experiment {unknown[0]!r}; known: {', '.join(known)}")
     theory = [n for n in theory_experiments() if n in names]
-    specs = theory_specs(theory, preset, device, seeds, progress)
+    specs = theory_specs(theory, preset, device, seeds, progress, seed_offset)
     if IMAGE_EXPERIMENT in names:
         specs += image_specs(preset, device, seeds, data_root, data_dir, progress)
     return specs

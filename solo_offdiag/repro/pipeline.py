@@ -87,7 +87,7 @@ def prepare_data(names: Sequence[str], preset: str, results: Path, log: Callable
 def run_experiments(
     names: Sequence[str], *, preset: str, device: str = "cpu", seeds: int | None = None,
     results: Path = DEFAULT_RESULTS, data_dir: Path | None = None, progress: bool = True,
-    force: bool = False, threads: int | None = None, log: Callable[[str], None] = _print,
+    force: bool = False, threads: int | None = None, log: Callable[[str], None] = _print, seed_offset: int = 0,
 ) -> list[RunOutcome]:
     """Run (or resume, or skip when finished) every run of the named experiments.
 
@@ -96,7 +96,7 @@ def run_experiments(
     """
     with torch_threads(threads):
         return _run_experiments(names, preset=preset, device=device, seeds=seeds, results=results,
-                                data_dir=data_dir, progress=progress, force=force, log=log)
+                                data_dir=data_dir, progress=progress, force=force, log=log, seed_offset=seed_offset)
 
 
 @contextlib.contextmanager
@@ -119,14 +119,14 @@ def torch_threads(threads: int | None) -> Iterator[None]:
 
 def _run_experiments(
     names: Sequence[str], *, preset: str, device: str, seeds: int | None, results: Path,
-    data_dir: Path | None, progress: bool, force: bool, log: Callable[[str], None],
+    data_dir: Path | None, progress: bool, force: bool, log: Callable[[str], None], seed_offset: int = 0,
 ) -> list[RunOutcome]:
     from tqdm.auto import tqdm
 
     results = Path(results)
     preset_dir = results / preset
     prepare_data(names, preset, results, log, data_dir)
-    specs = E.specs_for(names, preset, device, seeds, results / "data", data_dir, progress)
+    specs = E.specs_for(names, preset, device, seeds, results / "data", data_dir, progress, seed_offset)
     preset_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_json(preset_dir / "env.json", environment())
     outcomes = []
@@ -203,7 +203,7 @@ class AllResult:
 def run_all(
     *, preset: str, device: str = "cpu", seeds: int | None = None, results: Path = DEFAULT_RESULTS,
     data_dir: Path | None = None, progress: bool = True, force: bool = False, strict: bool = False,
-    threads: int | None = None, log: Callable[[str], None] = _print,
+    threads: int | None = None, log: Callable[[str], None] = _print, seed_offset: int = 0,
 ) -> AllResult:
     """``repro all``: experiments, figures, tables, check; writes ``all.json`` with wall times."""
     from solo_offdiag.repro.check import evaluate, write_report
@@ -224,7 +224,8 @@ def run_all(
         log("[repro] to enable the image experiments, install solo-learn 1.0.6:\n"
             + "\n".join(f"    {line}" for line in reason.splitlines()[1:]))
     outcomes = run_experiments(names, preset=preset, device=device, seeds=seeds, results=results,
-                               data_dir=data_dir, progress=progress, force=force, threads=threads, log=log)
+                               data_dir=data_dir, progress=progress, force=force, threads=threads, log=log,
+                               seed_offset=seed_offset)
     preset_dir = results / preset
     try:
         figures = write_figures(preset_dir)

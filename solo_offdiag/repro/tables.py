@@ -138,13 +138,17 @@ def theory_table(summaries: dict[str, dict[str, Any] | None]) -> Table:
     rows = []
     for name, s in summaries.items():
         if s is None:
-            rows.append([name, "", "not run", "", None])
+            rows.append([name, "", "not run", "", None, "", None])
             continue
         for key, crit in (s.get("criteria") or {}).items():
-            rows.append([name, key, _verdict(crit), crit.get("detail", ""),
+            m = crit.get("measured", {})
+            seeds = f"{m['passes']}/{m['n']}" if "passes" in m else ""
+            rows.append([name, key, _verdict(crit), seeds, m.get("wilson_lower_95"), crit.get("detail", ""),
                          s.get("wall_time_s")])
-    return Table("theory", ["experiment", "criterion", "status", "detail", "wall time (s)"], rows,
-                 caption="Theory experiments: criteria as evaluated by each experiment.")
+    return Table("theory", ["experiment", "criterion", "status", "seeds passing", "Wilson 95% lower",
+                            "detail", "wall time (s)"], rows,
+                 caption="Theory experiments: criteria as evaluated by each experiment (per-seed tests, k of n; "
+                         "Wilson: 95% lower bound of the per-seed pass rate).")
 
 
 def write_tables(preset_dir: Path, report: Any | None = None) -> list[Path]:

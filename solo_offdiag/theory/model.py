@@ -422,10 +422,9 @@ def _span_basis(state: SimulationState) -> torch.Tensor:
 
 
 def analytic_supported(state: SimulationState) -> bool:
-    """The hand-written backward covers the paper's model: weight-normalised cubic, same weights
-    for the target (no EMA). Other variants fall back to autograd."""
-    s = state.structure
-    return s.activation == "normalized_cubic" and state.W_target is None
+    """The hand-written backward covers both activations with the same weights for the target
+    (no EMA); an EMA target falls back to autograd."""
+    return state.W_target is None
 
 
 def _bn_forward(x: torch.Tensor, eps: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -455,7 +454,10 @@ def _analytic(
     W, A = state.W, state.A
     B, m, D = W.shape
     N, K = s.batch_size, s.n_feature_patches
-    inv = torch.rsqrt((W * W).sum(dim=-1))[..., None]  # [B, m, 1]
+    normalized = s.activation == "normalized_cubic"
+    tau = s.truncation
+    # raw (truncated) cubic: u = <w, x> itself (inv = 1), sigma'(u) = 3 min(u, tau)^2
+    inv = torch.rsqrt((W * W).sum(dim=-1))[..., None] if normalized else torch.ones_like(W[..., :1])
     std = c["coord_std"][:, None, None]
     if Q is not None:
         cs = batch["coords"].reshape(B, Q.shape[-1], -1) * std  # [B, r, N*(P-K)]
@@ -464,8 +466,12 @@ def _analytic(
         cs = batch["noise"].reshape(B, D, -1) * (std * c["coord_mask"][:, :, None])
         raw = torch.bmm(W, cs)
     un = raw * inv
-    un2 = un * un
-    an = (un2 * un).reshape(B, m, N, -1)  # [B, m, N, P-K]
+    if normalized:
+        un2 = un * un  # sigma'(u) / 3
+        an = (un2 * un).reshape(B, m, N, -1)  # [B, m, N, P-K]
+    else:
+        un2 = un.clamp(-tau, tau) ** 2
+        an = activation(un, s.activation, tau).reshape(B, m, N, -1)
     in1 = batch["noise_view1"][:, None]  # [B, 1, N, P-K]
     noise1 = (an * in1).sum(dim=-1)  # [B, m, N]
     noise_tot = an.sum(dim=-1)
@@ -473,8 +479,12 @@ def _analytic(
     Wl = torch.where(weak, W[:, :, 1:2], W[:, :, 0:1])  # [B, m, N]
     amp_inv = batch["amp"][:, None, :] * inv
     uf = amp_inv * Wl
-    uf2 = uf * uf
-    af = uf2 * uf
+    if normalized:
+        uf2 = uf * uf
+        af = uf2 * uf
+    else:
+        uf2 = uf.clamp(-tau, tau) ** 2
+        af = activation(uf, s.activation, tau)
     n1 = batch["n1"].to(W.dtype)[:, None, :]
     n2 = K - n1
     f1 = n1 * af + noise1
@@ -520,8 +530,9 @@ def _analytic(
     g_feat = torch.bmm(gu_f * amp_inv, onehot)  # [B, m, 2]
     g_dir = torch.bmm(g_raw, cs.transpose(1, 2))  # [B, m, r or D]
     gW = torch.bmm(g_dir, Q.transpose(1, 2)) if Q is not None else g_dir
-    S = (gu_f * uf).sum(dim=-1, keepdim=True) + (gu_n * un).sum(dim=-1, keepdim=True)  # [B, m, 1]
-    gW = gW - W * (S * inv * inv)
+    if normalized:  # the radial part of d(<w, x>/||w||)/dw
+        S = (gu_f * uf).sum(dim=-1, keepdim=True) + (gu_n * un).sum(dim=-1, keepdim=True)  # [B, m, 1]
+        gW = gW - W * (S * inv * inv)
     gW = torch.cat([gW[..., :2] + g_feat, gW[..., 2:]], dim=-1)
     return loss, gW, gA, g_raw
 
@@ -538,7 +549,7 @@ def gradients(
     if method == "auto":
         method = "analytic" if analytic_supported(state) else "autograd"
     if method == "analytic" and not analytic_supported(state):
-        raise ValueError("gradients: the analytic backward needs activation='normalized_cubic' and ema=0")
+        raise ValueError("gradients: the analytic backward needs ema=0 (same target weights)")
     Q = _span_basis(state) if s.sampler == "projected" else None
     if method == "analytic":
         loss, gW, gA, g_raw = _analytic(state, batch, Q)
@@ -554,8 +565,9 @@ def gradients(
         else:
             gW, gA = torch.autograd.grad(loss.sum(), [W, A])
         loss = loss.detach()
-    if Q is not None:
+    if Q is not None and Q.shape[-1] < state.W.shape[-1]:
         # the part of sum_ip g_ip xi_ip orthogonal to span(Q): (I - QQ^T) Z L^T, L L^T = G
+        # (exactly zero, and skipped, when the weights span the whole padded R^D)
         evals, evecs = torch.linalg.eigh(gram)
         root = evecs * evals.clamp_min(0).sqrt()[:, None, :]
         Z = batch["orth"] * (c["coord_std"][:, None, None] * c["coord_mask"][:, :, None])

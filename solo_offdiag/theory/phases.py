@@ -20,7 +20,8 @@ import numpy as np
 
 from solo_offdiag.theory.model import Trajectory
 
-__all__ = ["LEARNED", "RETURN_FRACTION", "UNLEARNED", "detect_phases", "first_step"]
+__all__ = ["ESCAPE", "INTERIOR_FALL", "LEARNED", "RETURN_FRACTION", "UNLEARNED", "detect_phases",
+           "first_step"]
 
 #: |cos(w_j, v_l)| at or above which feature l counts as learned by neuron j. A random direction
 #: in R^d has |cos| ~ 1/sqrt(d) (<= 0.18 for d >= 32), so 0.8 is far outside chance.
@@ -29,6 +30,13 @@ LEARNED = 0.8
 UNLEARNED = 0.3
 #: ``||E - I||_F`` back at or below this fraction of its peak = "E returned towards I".
 RETURN_FRACTION = 0.5
+#: |cos(w_1, v_1)| at which neuron 1 has *escaped* the random-init regime (|cos| ~ 1/sqrt(d)):
+#: the end of phase I in the theorem's sense (the d-dependent part of the growth; the finish
+#: from 0.3 to ``LEARNED`` takes a d-independent number of steps). T1 of C8 is this time.
+ESCAPE = 0.3
+#: An E21 peak is *interior* (a rise and fall, not a value frozen at the end of the run) when it
+#: lies before the last 10% of the run and |E21| ends at most this fraction of it.
+INTERIOR_FALL = 0.8
 
 
 def first_step(steps: np.ndarray, mask: np.ndarray, after: int | None = None) -> int | None:
@@ -43,10 +51,11 @@ def detect_phases(
 ) -> dict[str, Any]:
     """Phase times and values of one (unbatched) trajectory, as a JSON-ready dict.
 
-    Keys: ``t1`` (first step some neuron has learned v1) and ``t1_neuron``; ``t_v2`` and
+    Keys: ``t1`` (first step some neuron has learned v1) and ``t1_neuron``; ``t_escape`` (first
+    step neuron 1 has |cos(w_1, v_1)| >= ``ESCAPE``: the escape time T1 of C8); ``t_v2`` and
     ``t_v2_neuron`` (the same for v2); ``t_both`` (first step with v1 and v2 learned by different
     neurons); ``e21_peak`` (signed E21 = E[1, 0] at max |E21|) and
-    ``t_sub_peak``; ``t_sub_10``/``t_sub_90`` (first steps |E21| reaches 10%/90% of its peak) and
+    ``t_sub_peak``, ``e21_peak_interior`` (see ``INTERIOR_FALL``); ``t_sub_10``/``t_sub_90`` (first steps |E21| reaches 10%/90% of its peak) and
     ``substitution_duration = t_sub_90 - t_sub_10``; ``offdiag_peak``/``t_offdiag_peak`` of
     ``||E - I||_F`` and ``offdiag_peak_position`` (its time as a fraction of the run);
     ``t_return`` (first step after the peak with ``||E - I||_F <= return_fraction * peak``);
@@ -60,6 +69,7 @@ def detect_phases(
     best_v1 = align[:, :, 0].max(axis=1)
     best_v2 = align[:, :, 1].max(axis=1)
     t1 = first_step(steps, best_v1 >= learned)
+    t_escape = first_step(steps, align[:, 0, 0] >= ESCAPE)
     t_v2 = first_step(steps, best_v2 >= learned)
     # both features learned by *different* neurons (for m >= 2)
     v1_ok, v2_ok = align[:, :, 0] >= learned, align[:, :, 1] >= learned
@@ -92,14 +102,18 @@ def detect_phases(
     )
     final = align[-1]
     span = max(int(steps[-1] - steps[0]), 1)
+    interior = bool(peak > 0 and (steps[k_peak] - steps[0]) / span < 0.9
+                    and abs(e21[-1]) <= INTERIOR_FALL * peak)
     return {
         "t1": t1,
+        "t_escape": t_escape,
         "t1_neuron": neuron_at(t1, 0),
         "t_v2": t_v2,
         "t_v2_neuron": neuron_at(t_v2, 1),
         "t_both": t_both,
         "e21_peak": float(e21[k_peak]),
         "t_sub_peak": int(steps[k_peak]),
+        "e21_peak_interior": interior,
         "t_sub_10": t10,
         "t_sub_90": t90,
         "substitution_duration": (t90 - t10) if (t10 is not None and t90 is not None) else None,

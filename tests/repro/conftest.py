@@ -24,7 +24,8 @@ def theory_run(good: bool, seed: int = 0) -> dict[str, Any]:
     if good:
         return {"seed": seed, "final_alignment": [[0.95, 0.05], [0.05, 0.92]], "offdiag_peak": 0.6,
                 "offdiag_final": 0.05, "offdiag_peak_position": 0.3, "t1": 800, "t_v2": 3000, "t_both": 3000,
-                "e21_peak": 0.5, "substitution_duration": 100}
+                "e21_peak": 0.5, "substitution_duration": 100, "t_escape": 0, "t_sub_peak": 900,
+                "t_offdiag_peak": 900, "t_return": 2000, "t1_neuron": 0, "t_v2_neuron": 1}
     return {"seed": seed, "final_alignment": [[0.95, 0.05], [0.9, 0.1]], "offdiag_peak": 0.6,
             "offdiag_final": 0.59, "offdiag_peak_position": 0.99, "t1": 800, "t_v2": None, "t_both": None,
             "e21_peak": 0.5, "substitution_duration": None}
@@ -51,8 +52,9 @@ def theory_summary(name: str, good: bool, preset: str = THEORY_PRESET["smoke"]) 
         arms = {}
     summary: dict[str, Any] = {"experiment": name, "preset": preset, "arms": arms, "criteria": {}}
     if name == "e_scaling":
-        summary["scaling"] = {"t1_slope": 2.1 if good else 0.3, "peak_slope": 1.0,
-                              "substitution_over_t1": 0.1}
+        rep = {"t1_slope_ok": good, "eta_ratio_ok": good, "substitution_ok": True}
+        summary["scaling"] = {"t1_slope": 2.1 if good else 0.3, "peak_slope": 1.0, "peak_slope_usable": True,
+                              "interior_peaks": 12, "peak_runs": 12, "replicates": [rep] * 4}
     return summary
 
 

@@ -59,13 +59,18 @@ def test_malformed_claims_are_rejected_with_the_key(raw, mutate, message):
 
 def test_theory_thresholds_in_the_file_match_the_code():
     by_function = {k.function: k for c in C.load_claims() for k in c.checks if k.is_theory}
-    assert by_function["check_c3_offdiag"].thresholds == {
-        "peak_over_final": TC.OFFDIAG_PEAK_OVER_FINAL, "peak_position_max": TC.OFFDIAG_PEAK_LATEST,
-        "min_fraction": TC.MIN_RUN_FRACTION}
-    assert by_function["check_c4"].thresholds["min_fraction"] == TC.MIN_RUN_FRACTION
-    assert by_function["check_c5"].thresholds["min_fraction"] == TC.MIN_RUN_FRACTION
+    c3 = by_function["check_c3_offdiag"].thresholds
+    assert (c3["peak_over_final"], c3["peak_position_max"]) == (TC.OFFDIAG_PEAK_OVER_FINAL, TC.OFFDIAG_PEAK_LATEST)
     assert by_function["check_c6"].thresholds["late_factor"] == TC.LATE_FACTOR
     assert by_function["check_c7"].thresholds["late_factor"] == TC.LATE_FACTOR
+    from solo_offdiag.theory.experiments import THEORY_PRESETS
+
+    for check in by_function.values():  # the k-of-n numbers the file states are the code's
+        t = check.thresholds
+        assert t["seeds"] == THEORY_PRESETS["default"]["seeds"] and t["target_rate"] == TC.TARGET_RATE
+        assert t["k_required"] == TC.required_passes(t["seeds"])
+        assert abs(t["pass_probability_at_target"] - TC.binomial_pass_probability(t["seeds"], t["k_required"],
+                                                                                   TC.TARGET_RATE)) < 5e-4
     c8 = by_function["check_c8"].thresholds
     assert c8["t1_slope"] == [TC.T1_SLOPE_TARGET - TC.T1_SLOPE_TOL, TC.T1_SLOPE_TARGET + TC.T1_SLOPE_TOL]
     assert c8["peak_slope"] == [TC.PEAK_SLOPE_TARGET - TC.PEAK_SLOPE_TOL, TC.PEAK_SLOPE_TARGET + TC.PEAK_SLOPE_TOL]

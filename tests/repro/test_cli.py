@@ -48,11 +48,11 @@ def test_list(capsys):
 def fake_theory(monkeypatch, fakes):
     """run_experiment writes a passing summary (and counts its calls)."""
     from solo_offdiag.io import atomic_write_json
-    from solo_offdiag.theory import experiments as T
+    from solo_offdiag.repro import theory_output as T
 
     calls: list[str] = []
 
-    def run_experiment(name, out_dir, preset="default", device="cpu", seeds=None, progress=True):
+    def run_experiment(name, out_dir, preset="default", device="cpu", seeds=None, progress=True, seed_offset=0):
         calls.append(name)
         summary = fakes.theory_summary(name, True, preset)
         atomic_write_json(Path(out_dir) / "summary.json", summary)
@@ -98,7 +98,7 @@ def test_all_without_solo_skips_images_and_checks_theory(tmp_path, fake_theory, 
 
 
 def test_a_failing_run_makes_all_fail_and_is_resumed(tmp_path, fake_theory, monkeypatch, capsys):
-    from solo_offdiag.theory import experiments as T
+    from solo_offdiag.repro import theory_output as T
 
     monkeypatch.setattr(E, "image_unavailable", lambda: "not installed.\nx")
     good = T.run_experiment
@@ -123,7 +123,7 @@ def test_a_signal_stops_all_and_the_next_call_resumes(tmp_path, fake_theory, mon
     import os
     import signal
 
-    from solo_offdiag.theory import experiments as T
+    from solo_offdiag.repro import theory_output as T
 
     monkeypatch.setattr(E, "image_unavailable", lambda: "not installed.\nx")
     good = T.run_experiment
@@ -149,7 +149,7 @@ def test_a_signal_stops_all_and_the_next_call_resumes(tmp_path, fake_theory, mon
 def test_threads_option_sets_and_restores_torch_threads(tmp_path, fake_theory, monkeypatch):
     import torch
 
-    from solo_offdiag.theory import experiments as T
+    from solo_offdiag.repro import theory_output as T
 
     seen = []
     good = T.run_experiment

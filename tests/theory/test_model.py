@@ -21,14 +21,6 @@ from solo_offdiag.theory.model import (
 SMALL = TheoryConfig(d=16, steps=40, log_every=10, batch_size=32, dtype="float64")
 
 
-@settings(max_examples=15, deadline=None)
-@given(eta_E=st.floats(0.0, 5.0), seed=st.integers(0, 2**16))
-def test_diagonal_of_E_stays_exactly_one(eta_E: float, seed: int) -> None:
-    traj = simulate(SMALL.replace(eta_E=eta_E, seed=seed, steps=10, log_every=5))
-    diag = np.diagonal(traj.head, axis1=-2, axis2=-1)
-    assert np.all(diag == 1.0)
-
-
 @settings(max_examples=30, deadline=None)
 @given(patches=st.integers(2, 12), data=st.data())
 def test_complementary_masks_partition_patches(patches: int, data: st.DataObject) -> None:

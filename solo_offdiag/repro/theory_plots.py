@@ -1,4 +1,4 @@
-"""Figures of the theory experiments (matplotlib, Agg backend, imported lazily by experiments).
+"""Figures of the theory experiments (matplotlib, Agg backend), drawn by :mod:`solo_offdiag.repro.theory_output`.
 
 Every figure has labelled axes, a legend, and the detected phases marked as vertical lines:
 T1 (v1 learned), the substitution peak of E21, T_v2 (v2 learned), and the return of E towards I.
@@ -19,7 +19,7 @@ import numpy as np  # noqa: E402
 from solo_offdiag.io import atomic_open  # noqa: E402
 from solo_offdiag.theory.model import Trajectory  # noqa: E402
 
-__all__ = ["plot_dynamics", "plot_grid", "plot_offdiag", "plot_scaling", "save"]
+__all__ = ["plot_dynamics", "plot_grid", "plot_offdiag", "plot_pass_by_seed", "plot_scaling", "save"]
 
 _PHASE_STYLE = {
     "t1": ("T1: v1 learned", "tab:blue", "--"),
@@ -180,5 +180,26 @@ def plot_scaling(
     ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    return fig
+
+
+def plot_pass_by_seed(rows: Sequence[tuple[str, Sequence[bool]]], seed_offset: int = 0) -> Any:
+    """Pass (green) / fail (red) of each claim's per-seed test, one row per claim, one column per
+    seed (seeds ``seed_offset ...``), with passes/n at the right."""
+    n = max(len(r[1]) for r in rows)
+    grid = np.full((len(rows), n), np.nan)
+    for i, (_, ok) in enumerate(rows):
+        grid[i, : len(ok)] = np.asarray(ok, dtype=float)
+    fig, ax = plt.subplots(figsize=(1.2 + 0.45 * n + 1.2, 0.9 + 0.42 * len(rows)))
+    cmap = matplotlib.colors.ListedColormap(["tab:red", "tab:green"])
+    ax.imshow(np.ma.masked_invalid(grid), cmap=cmap, vmin=0, vmax=1, aspect="auto")
+    ax.set_yticks(range(len(rows)), [r[0] for r in rows], fontsize=8)
+    ax.set_xticks(range(n), [str(seed_offset + k) for k in range(n)], fontsize=7)
+    ax.set_xlabel("seed")
+    for i, (_, ok) in enumerate(rows):
+        ax.text(n - 0.3, i, f" {sum(ok)}/{len(ok)}", va="center", fontsize=8)
+    ax.set_xlim(-0.5, n + 0.9)
+    ax.set_title("per-seed pass (green) / fail (red) of each theory claim")
     fig.tight_layout()
     return fig
