@@ -33,7 +33,9 @@ make_solo_venv() {
     local base site
     base=$(.venv/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
     site=$("$SOLO_VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
-    echo "$base" > "$site/_solo_offdiag_base.pth"   # torch etc. from ./.venv, no second download
+    # torch etc. from ./.venv, no second download; addsitedir (not a bare path line) so that .pth
+    # files there are honoured too (e.g. a .venv that itself extends another environment)
+    echo "import site; site.addsitedir('$base')" > "$site/_solo_offdiag_base.pth"
     "$SOLO_VENV/bin/python" -m pip install -q --disable-pip-version-check 'setuptools<81' wheel
     "$SOLO_VENV/bin/python" -m pip install -q --disable-pip-version-check --no-deps -e .
 }
