@@ -26,7 +26,7 @@ def main() -> None:
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
     for row in rows:
         metrics = read_metrics_csv(Path(row["run_dir"]) / "analysis" / "metrics.csv")
-        for ax, (col, title) in zip(axes, panels):
+        for ax, (col, _title) in zip(axes, panels):
             if col in metrics:
                 ok = metrics[col] == metrics[col]
                 ax.plot(metrics["step"][ok], metrics[col][ok], marker=".",
