@@ -123,4 +123,4 @@ def test_real_solo_run_on_digits(tmp_path, digits16):
     assert out.status == "done", out.error + (out.run_dir / "error.txt").read_text()
     assert 0 <= out.result["probe_acc1"] <= 100 and out.result["head_offdiag"] is not None
     args = json.loads((out.run_dir / out.result["solo_run_dir"] / "args.json").read_text())
-    assert args["method_kwargs"]["predictor"]["kind"] == "offdiag" and args["seed"] == 0
+    assert args["method_kwargs"]["predictor"]["kind"] == "offdiag" and args["seed"] == spec.seed == E.image_grid("smoke")["first_seed"]
