@@ -11,7 +11,7 @@ from typing import Any
 
 from solo_offdiag.solo_adapter.requirements import SOLO_COMMIT, SOLO_PIN
 
-PRESETS = ("smoke", "full")
+PRESETS = ("smoke", "medium", "full")
 
 _DESCRIPTION = f"""\
 Reproduce Wen & Li (NeurIPS 2022): run the experiments behind claims C1-C8, draw the figures,
@@ -20,6 +20,7 @@ write the tables (Markdown, LaTeX, CSV) and check every claim (PASS/FAIL) agains
 presets:
   smoke  minutes on a CPU: the theory experiments (theory default preset) and, when solo-learn is
          installed, the image experiment on scikit-learn's bundled digits (3 heads, 1 seed)
+  medium about an hour on a CPU: smoke's theory and digits recipe, 7 heads x 3 seeds
   full   the study: theory default preset; CIFAR-10/100 and STL-10, 7 heads x 3 seeds (GPU)
 
 Results go to RESULTS/<preset>/ (default ./results): one folder per run, with run.json (config,
@@ -50,7 +51,7 @@ def _offset(text: str) -> int:
 
 
 def _common(p: argparse.ArgumentParser, *, run: bool) -> None:
-    p.add_argument("--preset", choices=PRESETS, default="smoke", help="smoke (default) or full")
+    p.add_argument("--preset", choices=PRESETS, default="smoke", help="smoke (default), medium or full")
     p.add_argument("--results", type=Path, default=Path("results"), help="results folder (default: ./results)")
     if run:
         p.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="cpu (default) or cuda")

@@ -28,6 +28,10 @@ DESCRIPTIONS: dict[str, str] = {
     "predictor.lr": "head param-group learning rate, **absolute** (not scaled by batch size, unlike `optimizer.lr`); follows the scheduler; null = the global lr",
     "predictor.weight_decay": "head param-group weight decay; null = `optimizer.weight_decay`",
     "predictor.static_lr": "keep the head at the global lr with no schedule (solo's `static_lr`)",
+    "predictor.lars.trust_ratio": "LARS only: false = the head group takes plain SGD+momentum steps "
+    "at its lr (no `eta * ||A||` bound, which keeps a zero-initialised head tiny; docs/image_study.md)",
+    "predictor.lars.eta": "LARS only: trust coefficient of the head group; null = `optimizer.kwargs.eta`",
+    "predictor.lars.clip_lr": "LARS only: `clip_lr` of the head group; null = `optimizer.kwargs.clip_lr`",
     "analysis.enabled": "attach the analysis callbacks",
     "analysis.every_n_steps": "compute and log analysis metrics every N global steps",
     "analysis.queue_size": "bounded queue of embeddings for the spectrum metrics",

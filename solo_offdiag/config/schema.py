@@ -12,6 +12,10 @@ Keys (``method_kwargs.*``)::
       weight_decay: null     # head param-group weight decay; null = optimizer.weight_decay
       static_lr: false       # true: the head stays at the global lr with no schedule (solo's
                              # static_lr; SimSiam uses it for its predictor)
+      lars:                  # the head group's LARS settings (only with optimizer.name: lars)
+        trust_ratio: true    # false: the head takes plain SGD(+momentum) steps, no trust ratio
+        eta: null            # trust coefficient of the head group; null = optimizer.kwargs.eta
+        clip_lr: null        # null = optimizer.kwargs.clip_lr
     analysis: {...}          # see solo_offdiag.analysis.config.AnalysisConfig
 
 ``predictor.lr`` is an **absolute** learning rate: unlike ``optimizer.lr``, solo-learn's
@@ -28,11 +32,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from solo_offdiag.analysis.config import AnalysisConfig
-from solo_offdiag.config.validate import ConfigError, from_mapping, non_negative
+from solo_offdiag.config.validate import ConfigError, from_mapping, non_negative, to_mapping
 from solo_offdiag.heads import UnknownHeadError, head_options
 from solo_offdiag.suggest import did_you_mean
 
-__all__ = ["OffDiagMethodConfig", "PredictorConfig", "check_num_large_crops", "validate_method_cfg"]
+__all__ = ["OffDiagMethodConfig", "PredictorConfig", "PredictorLarsConfig", "check_num_large_crops",
+           "validate_method_cfg"]
 
 #: solo-learn methods that do not compare exactly two large crops (every other one does, ours too).
 _ANY_LARGE_CROPS = ("wmse", "mae")
@@ -40,6 +45,43 @@ _ANY_LARGE_CROPS = ("wmse", "mae")
 
 def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+@dataclass(frozen=True)
+class PredictorLarsConfig:
+    """``method_kwargs.predictor.lars``: LARS settings of the head's param group only.
+
+    solo-learn's LARS reads ``eta``, ``clip_lr`` and ``weight_decay`` per param group, so these work
+    with solo's stock ``main_pretrain.py`` too. Under LARS a zero-initialised head (offdiag: A = 0)
+    gets one plain step, then every step is bounded by ``eta * ||A||``: the head grows
+    geometrically from a tiny norm while the encoder trains at full speed (docs/image_study.md).
+    ``trust_ratio: false`` removes the bound (the group's steps are SGD with momentum at its lr).
+    """
+
+    trust_ratio: bool = True
+    eta: float | None = field(default=None, metadata={"check": lambda v: v > 0, "allowed": "a number > 0 or null"})
+    clip_lr: bool | None = None
+
+    def group_settings(self) -> dict[str, Any]:
+        """The keys this config sets on the head's param group (none at the defaults)."""
+        out: dict[str, Any] = {}
+        if not self.trust_ratio:
+            # solo's LARS: lars_lr = eta * ||p|| / ||g|| then, with clip_lr, min(lars_lr / lr, 1):
+            # an infinite eta makes the factor exactly 1, i.e. plain SGD on this group
+            out.update(eta=math.inf, clip_lr=True)
+            return out
+        if self.eta is not None:
+            out["eta"] = float(self.eta)
+        if self.clip_lr is not None:
+            out["clip_lr"] = bool(self.clip_lr)
+        return out
+
+    def __post_init__(self) -> None:
+        if not self.trust_ratio and (self.eta is not None or self.clip_lr is not None):
+            raise ConfigError(
+                "method_kwargs.predictor.lars: trust_ratio is false, so eta/clip_lr would be ignored; "
+                f"got eta={self.eta!r}, clip_lr={self.clip_lr!r}: set them to null or trust_ratio: true"
+            )
 
 
 @dataclass(frozen=True)
@@ -55,6 +97,7 @@ class PredictorConfig:
         default=None, metadata={"check": non_negative, "allowed": "a number >= 0 or null"}
     )
     static_lr: bool = False
+    lars: PredictorLarsConfig = field(default_factory=PredictorLarsConfig)
 
     def __post_init__(self) -> None:
         try:
@@ -123,6 +166,14 @@ def validate_method_cfg(cfg: Mapping[str, Any]) -> OffDiagMethodConfig:
         lr = optimizer["lr"]
         if not _is_number(lr) or not math.isfinite(float(lr)) or lr < 0:
             raise ConfigError(f"optimizer.lr: got {lr!r}; allowed: a finite number >= 0")
+
+    lars = typed.predictor.lars
+    if lars.group_settings() and str(optimizer.get("name", "lars")).lower() != "lars":
+        raise ConfigError(
+            f"method_kwargs.predictor.lars: got {to_mapping(lars)!r} with optimizer.name="
+            f"{optimizer.get('name')!r}; these settings act only on LARS: remove them or use "
+            "optimizer.name: lars"
+        )
 
     check_num_large_crops(cfg.get("data") or {})
     return typed

@@ -45,7 +45,10 @@ __all__ = [
 
 #: artifact/claims.yaml: the installed package's copy, else the source checkout's.
 CLAIMS_FILE = artifact_file("claims.yaml")
-PRESETS = ("smoke", "full")
+PRESETS = ("smoke", "medium", "full")
+#: presets a check may leave out: it then uses the named preset's section (the theory checks run
+#: the same theory preset for every repro preset).
+PRESET_FALLBACK = {"medium": "smoke"}
 CLAIM_IDS = tuple(f"C{i}" for i in range(1, 9))
 STATUSES = ("PASS", "FAIL", "SKIPPED")
 
@@ -110,7 +113,8 @@ class CheckOutcome:
 # Loading and validation
 # ------------------------------------------------------------------------------------------
 _CLAIM_KEYS = {"id", "statement", "kind", "figure_or_table", "checks", "paper_value", "paper_value_source"}
-_CHECK_KEYS = {"name", "experiment", "metric", "criterion", "full", "smoke", "function", "kwargs", "thresholds"}
+_CHECK_KEYS = {"name", "experiment", "metric", "criterion", "full", "medium", "smoke", "function", "kwargs",
+               "thresholds"}
 
 
 def _require(mapping: Mapping[str, Any], key: str, where: str, kind: type | tuple[type, ...]) -> Any:
@@ -158,6 +162,9 @@ def parse_claims(data: Mapping[str, Any]) -> list[Claim]:
             criterion = _require(k, "criterion", cw, str)
             params = {}
             for preset in PRESETS:
+                if preset not in k and preset in PRESET_FALLBACK:
+                    params[preset] = dict(params[PRESET_FALLBACK[preset]])
+                    continue
                 p = _require(k, preset, cw, dict)
                 params[preset] = dict(p)
             if criterion == "theory":
@@ -235,22 +242,30 @@ def _verdict(label: str, per_dataset: dict[str, bool | None], measured: dict[str
 
 
 def c1_competitive(records: Sequence[Mapping[str, Any]], params: Mapping[str, Any], label: str = "C1") -> CheckOutcome:
-    """C1: per dataset, mean probe(offdiag) >= mean probe(mlp) - ``margin_points``."""
+    """C1: per dataset and per metric in ``metrics`` (default: the linear probe, ``probe_acc1``;
+    ``knn_acc1`` is the kNN), mean(offdiag) >= mean(mlp) - ``margin_points``; all must hold."""
     margin = float(params["margin_points"])
+    metrics = list(params.get("metrics") or ["probe_acc1"])
     per: dict[str, bool | None] = {}
     measured: dict[str, Any] = {}
     parts = []
     for ds in params["datasets"]:
-        off, mlp = _by(records, ds, "offdiag", "probe_acc1"), _by(records, ds, "mlp", "probe_acc1")
-        if not off or not mlp:
-            per[ds] = None
-            continue
-        m_off, m_mlp = _mean(off), _mean(mlp)
-        per[ds] = bool(m_off >= m_mlp - margin)
-        measured[ds] = {"offdiag": m_off, "mlp": m_mlp, "gap": m_mlp - m_off, "n_seeds": [len(off), len(mlp)]}
-        parts.append(f"{ds}: offdiag {m_off:.1f} vs mlp {m_mlp:.1f} ({len(off)}/{len(mlp)} seeds)")
+        oks = []
+        for metric in metrics:
+            off, mlp = _by(records, ds, "offdiag", metric), _by(records, ds, "mlp", metric)
+            if not off or not mlp:
+                oks = [None]
+                break
+            m_off, m_mlp = _mean(off), _mean(mlp)
+            oks.append(bool(m_off >= m_mlp - margin))
+            key = ds if metric == "probe_acc1" else f"{ds}/{metric}"
+            measured[key] = {"offdiag": m_off, "mlp": m_mlp, "gap": m_mlp - m_off,
+                             "n_seeds": [len(off), len(mlp)]}
+            name = "" if metrics == ["probe_acc1"] else f" {metric.removesuffix('_acc1')}"
+            parts.append(f"{ds}{name}: offdiag {m_off:.1f} vs mlp {m_mlp:.1f} ({len(off)}/{len(mlp)} seeds)")
+        per[ds] = None if None in oks else all(oks)
     detail = "; ".join(parts) + (f" -- pass needs offdiag >= mlp - {margin:g} points" if parts else "")
-    return _verdict(label, per, measured, {"margin_points": margin}, detail)
+    return _verdict(label, per, measured, {"margin_points": margin, "metrics": metrics}, detail)
 
 
 def c2_identity_collapse(records: Sequence[Mapping[str, Any]], params: Mapping[str, Any],

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -116,3 +118,18 @@ def test_round_trip_through_plain_mapping(kind, lr, wd, every) -> None:
     )
     again = from_mapping(OffDiagMethodConfig, to_mapping(typed), prefix="method_kwargs")
     assert again == typed
+
+
+def test_head_lars_settings() -> None:
+    from solo_offdiag.config import validate_method_cfg
+
+    lars = validate_method_cfg({"method_kwargs": {"predictor": {"lars": {"trust_ratio": False}}}}).predictor.lars
+    assert lars.group_settings() == {"eta": math.inf, "clip_lr": True}
+    assert validate_method_cfg({}).predictor.lars.group_settings() == {}
+    with pytest.raises(ConfigError, match="trust_ratio is false"):
+        validate_method_cfg({"method_kwargs": {"predictor": {"lars": {"trust_ratio": False, "eta": 1.0}}}})
+    with pytest.raises(ConfigError, match="act only on LARS"):
+        validate_method_cfg({"optimizer": {"name": "adam"},
+                             "method_kwargs": {"predictor": {"lars": {"eta": 0.1}}}})
+    with pytest.raises(ConfigError, match=r"predictor\.lars\.eta"):
+        validate_method_cfg({"method_kwargs": {"predictor": {"lars": {"eta": 0}}}})

@@ -24,7 +24,7 @@ def test_claims_file_validates_and_covers_c1_to_c8():
     for claim in claims:
         assert claim.checks and claim.statement and claim.figure_or_table
         for check in claim.checks:
-            assert set(check.params) == {"smoke", "full"}
+            assert set(check.params) == {"smoke", "medium", "full"}
             assert check.metric
 
 
@@ -83,7 +83,7 @@ def test_theory_thresholds_in_the_file_match_the_code():
 def test_image_criteria_datasets_match_the_pinned_image_grid():
     from solo_offdiag.repro.experiments import image_grid
 
-    for preset in ("smoke", "full"):
+    for preset in ("smoke", "medium", "full"):
         grid_datasets = {e["dataset"] for e in image_grid(preset)["grid"]}
         heads = {h for e in image_grid(preset)["grid"] for h in e["heads"]}
         assert {"mlp", "offdiag", "identity"} <= heads

@@ -32,6 +32,20 @@ def test_smoke_grid_is_small_and_full_grid_is_the_study(tmp_path):
     assert len(E.image_specs("smoke", "cpu", 2, tmp_path, None)) == 2 * len(smoke)
 
 
+def test_image_presets_report_on_held_out_seeds_and_medium_has_every_head(tmp_path):
+    # recipes are chosen on seeds < 100 (docs/image_study.md); presets report from seed 100 on
+    for preset in ("smoke", "medium"):
+        specs = E.image_specs(preset, "cpu", None, tmp_path, None)
+        assert specs and min(s.seed for s in specs) >= 100
+        assert all(s.key.endswith(f"seed{s.seed}") for s in specs)
+    medium = E.image_specs("medium", "cpu", None, tmp_path, None)
+    assert {s.config["head"] for s in medium} == {"mlp", "linear", "offdiag", "diagonal", "identity",
+                                                  "directpred", "directcopy"}
+    assert sorted({s.seed for s in medium}) == [100, 101, 102]
+    # medium trains with the smoke recipe
+    assert E.image_grid("medium")["overrides"] == E.image_grid("smoke")["overrides"]
+
+
 def test_head_offdiag_summary():
     s = E.head_offdiag_summary([0, 10, 20, 30, 40], [0.0, 0.5, 1.0, 0.6, 0.2])
     assert s["peak"] == 1.0 and s["final"] == 0.2 and s["peak_position"] == 0.5 and s["peak_step"] == 20
@@ -69,7 +83,9 @@ def test_image_run_pretrains_probes_and_summarises(tmp_path, digits16, monkeypat
     assert r["probe_acc1"] > 30 and r["knn_acc1"] > 30  # even random ResNet features beat chance (10%)
     assert r["rankme_z"] == 40.0
     assert r["head_offdiag"]["peak"] == 1.0 and r["head_offdiag"]["peak_position"] == pytest.approx(3 / 9)
-    assert calls[0][1] == "byol_offdiag" and "++seed=0" in calls[0][0]
+    smoke_grid = E.image_grid("smoke")
+    assert calls[0][1] == smoke_grid["grid"][0]["config_name"]
+    assert f"++seed={smoke_grid['first_seed']}" in calls[0][0]
     assert not Path(r["solo_run_dir"]).is_absolute()  # relative to the run folder
     probe = json.loads((out.run_dir / "probe.json").read_text())
     assert probe["n_train"] == 1438 and probe["n_val"] == 359 and probe["protocol"]["knn_k"] == 20
@@ -108,4 +124,4 @@ def test_real_solo_run_on_digits(tmp_path, digits16):
     assert out.status == "done", out.error + (out.run_dir / "error.txt").read_text()
     assert 0 <= out.result["probe_acc1"] <= 100 and out.result["head_offdiag"] is not None
     args = json.loads((out.run_dir / out.result["solo_run_dir"] / "args.json").read_text())
-    assert args["method_kwargs"]["predictor"]["kind"] == "offdiag" and args["seed"] == 0
+    assert args["method_kwargs"]["predictor"]["kind"] == "offdiag" and args["seed"] == spec.seed == E.image_grid("smoke")["first_seed"]

@@ -217,3 +217,33 @@ def test_configure_callbacks_without_the_analysis_package_warns(registered_metho
     monkeypatch.setitem(sys.modules, "solo_offdiag.analysis.callbacks", None)  # import fails
     with pytest.warns(RuntimeWarning, match="analysis callbacks"):
         assert model.configure_callbacks() == []
+
+
+def test_head_lars_settings_reach_the_group_and_remove_the_trust_ratio(registered_methods, solo_cfg):
+    cfg = solo_cfg(predictor={"lr": 0.1, "weight_decay": 0.0, "lars": {"trust_ratio": False}})
+    cfg.scheduler.name = "none"
+    model = registered_methods["byol_offdiag"](cfg)
+    groups, optimizer = _groups(model)
+    head = groups["predictor"]
+    assert head["eta"] == float("inf") and head["clip_lr"] is True
+    assert groups["backbone"]["eta"] != float("inf")  # the rest keeps the recipe's LARS
+    A = model.prediction_head.offdiag
+    with torch.no_grad():
+        A.copy_(torch.full_like(A, 1e-3))  # tiny ||A||: the trust ratio would bound the step by eta*||A||
+    for g in optimizer.param_groups:
+        g["momentum"] = 0.0
+    grad = torch.randn_like(A)
+    for p in model.parameters():
+        p.grad = None
+    A.grad = grad.clone()
+    before = A.detach().clone()
+    optimizer.step()
+    # plain SGD on the head: exactly lr * grad (no trust-ratio factor)
+    torch.testing.assert_close(before - A.detach(), 0.1 * grad)
+
+
+def test_head_lars_eta_override(registered_methods, solo_cfg):
+    cfg = solo_cfg(predictor={"lars": {"eta": 0.5, "clip_lr": False}})
+    cfg.scheduler.name = "none"
+    groups, _ = _groups(registered_methods["byol_offdiag"](cfg))
+    assert groups["predictor"]["eta"] == 0.5 and groups["predictor"]["clip_lr"] is False

@@ -6,7 +6,8 @@
   ``build_head(kind, proj_output_dim, **options)``. Backbone and projector are created before
   the predictor, so their initialisation is identical to solo's method for the same seed;
 * the optimiser: :attr:`learnable_params` puts the head's trainable parameters in a group
-  ``"predictor"`` with ``predictor.lr`` / ``predictor.weight_decay`` / ``predictor.static_lr``;
+  ``"predictor"`` with ``predictor.lr`` / ``predictor.weight_decay`` / ``predictor.static_lr`` and the group's LARS
+  settings ``predictor.lars`` (trust ratio, eta, clip_lr);
 * the analysis protocol: ``prediction_head`` (the same module as ``predictor``), ``training_step``
   returning ``{"loss", "z", "feats"}`` and ``validation_step`` adding ``"z"``/``"feats"``, both
   detached, of the first large view; ``configure_callbacks`` from ``method_kwargs.analysis``.
@@ -127,6 +128,7 @@ class OffDiagHeadMixin:
             group["weight_decay"] = predictor.weight_decay
         if self._predictor_static_lr:
             group["static_lr"] = True
+        group.update(predictor.lars.group_settings())
         return groups + [group]
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
