@@ -30,12 +30,20 @@ from typing import Any
 
 from solo_offdiag.analysis.config import AnalysisConfig
 from solo_offdiag.config.validate import ConfigError, from_mapping, non_negative
-from solo_offdiag.heads import UnknownHeadError, head_options, list_heads
+from solo_offdiag.heads import UnknownHeadError, build_head, head_options, list_heads
 
-__all__ = ["OffDiagMethodConfig", "PredictorConfig", "validate_method_cfg"]
+__all__ = ["INERT_SOLO_KEYS", "OffDiagMethodConfig", "PredictorConfig", "inert_key_notes", "validate_method_cfg"]
 
 #: solo-learn's own method_kwargs keys of BYOL/SimSiam that we accept next to ours.
 SOLO_METHOD_KEYS = ("proj_hidden_dim", "proj_output_dim", "pred_hidden_dim")
+
+#: keys that solo-learn's own stock BYOL/SimSiam recipes (scripts/pretrain/*/{byol,simsiam}.yaml)
+#: carry under method_kwargs but that the wrapped method never reads: accepted (so every stock
+#: recipe works with ``method=byol_offdiag``/``simsiam_offdiag``), with a note that they do nothing.
+INERT_SOLO_KEYS: dict[str, str] = {
+    "temperature": "solo-learn's SimSiam recipes carry it, but SimSiam's (and BYOL's) loss has no "
+                   "temperature",
+}
 
 
 def _is_number(value: Any) -> bool:
@@ -103,7 +111,13 @@ def validate_method_cfg(cfg: Mapping[str, Any]) -> OffDiagMethodConfig:
     method_kwargs = cfg.get("method_kwargs") or {}
     if not isinstance(method_kwargs, Mapping):
         raise ConfigError(f"method_kwargs: got {method_kwargs!r}; expected a mapping")
-    options = ((method_kwargs.get("predictor") or {}).get("options") or {})
+    method_kwargs = {k: v for k, v in method_kwargs.items() if k not in INERT_SOLO_KEYS}
+    predictor = method_kwargs.get("predictor") or {}
+    if not isinstance(predictor, Mapping):
+        raise ConfigError(f"method_kwargs.predictor: got {predictor!r}; expected a mapping")
+    options = predictor.get("options") or {}
+    if not isinstance(options, Mapping):
+        raise ConfigError(f"method_kwargs.predictor.options: got {options!r}; expected a mapping")
     if isinstance(options, Mapping) and "dim" in options:
         proj = method_kwargs.get("proj_output_dim", OffDiagMethodConfig.proj_output_dim)
         if options["dim"] != proj:
@@ -118,6 +132,7 @@ def validate_method_cfg(cfg: Mapping[str, Any]) -> OffDiagMethodConfig:
             "predictor": {**method_kwargs["predictor"], "options": options},
         }
     typed = from_mapping(OffDiagMethodConfig, method_kwargs, prefix="method_kwargs")
+    _check_predictor(typed, predictor)
 
     optimizer = cfg.get("optimizer") or {}
     if "lr" in optimizer:
@@ -133,6 +148,38 @@ def validate_method_cfg(cfg: Mapping[str, Any]) -> OffDiagMethodConfig:
             "head compare exactly two large views; use num_small_crops for extra crops)"
         )
     return typed
+
+
+def _check_predictor(typed: OffDiagMethodConfig, raw_predictor: Mapping[str, Any]) -> None:
+    """Values of the head options (by building the head once) and ``static_lr`` with ``lr``."""
+    predictor = typed.predictor
+    for key in ("lr", "weight_decay"):
+        value = getattr(predictor, key)
+        if value is not None and not math.isfinite(value):
+            raise ConfigError(f"method_kwargs.predictor.{key}: got {value!r}; allowed: a finite number >= 0 or null")
+    if raw_predictor.get("static_lr") is True and predictor.lr is not None:
+        raise ConfigError(
+            f"method_kwargs.predictor.static_lr: got true with predictor.lr={predictor.lr!r}; "
+            "solo-learn's static_lr pins a group to optimizer.lr, so the head's own lr would be "
+            "ignored: set static_lr: false or lr: null"
+        )
+    options = typed.head_options()
+    try:
+        build_head(predictor.kind, typed.proj_output_dim, **options)
+    except (TypeError, ValueError) as err:
+        raise ConfigError(
+            f"method_kwargs.predictor.options: got {dict(predictor.options)!r} for head "
+            f"{predictor.kind!r}: {err}"
+        ) from None
+
+
+def inert_key_notes(cfg: Mapping[str, Any]) -> list[str]:
+    """One note per :data:`INERT_SOLO_KEYS` key present in ``cfg['method_kwargs']``."""
+    method_kwargs = cfg.get("method_kwargs") or {}
+    if not isinstance(method_kwargs, Mapping):
+        return []
+    return [f"method_kwargs.{key}={method_kwargs[key]!r} has no effect with {cfg.get('method')} "
+            f"({why})" for key, why in INERT_SOLO_KEYS.items() if key in method_kwargs]
 
 
 def known_heads_text() -> str:
