@@ -65,6 +65,7 @@ def run(args: argparse.Namespace) -> int:
         from solo_offdiag.solo_adapter.pretraining import (
             CorruptImage,
             Preempted,
+            check_data_paths,
             compose_config,
             config_notes,
             is_rank_zero,
@@ -78,6 +79,10 @@ def run(args: argparse.Namespace) -> int:
             print(OmegaConf.to_yaml(cfg), end="")
             for note in config_notes(cfg):
                 print(f"solo-offdiag: note: {note}", file=sys.stderr)
+            try:
+                check_data_paths(OmegaConf.to_container(cfg, resolve=True))
+            except ConfigError as err:
+                print(f"solo-offdiag: warning: {err}; a run would stop here", file=sys.stderr)
             return 0
         run_dir = pretrain(overrides, config_name=args.config_name, config_dir=args.config_dir)
     except SoloLearnNotInstalled as err:

@@ -20,7 +20,7 @@ from typing import Any
 
 from solo_offdiag.config import ConfigError
 
-__all__ = ["check_solo_keys", "normalise_devices", "trainer_devices"]
+__all__ = ["check_data_paths", "check_solo_keys", "normalise_devices", "trainer_devices"]
 
 _ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps", "tpu")
 _PRECISIONS = ("16", "32", "64", "bf16", "16-mixed", "bf16-mixed", "32-true", "64-true", "16-true", "bf16-true",
@@ -177,6 +177,28 @@ def check_solo_keys(cfg: Mapping[str, Any]) -> None:
     data_format = data.get("format")
     if data_format is not None and data_format not in ("image_folder", "h5", "dali"):
         raise ConfigError(f"data.format: got {data_format!r}; allowed: image_folder, h5 (dali: solo's main_pretrain.py)")
+    augmentations = cfg.get("augmentations")
+    if "augmentations" in cfg and (not isinstance(augmentations, list) or not augmentations):
+        raise ConfigError(f"augmentations: got {augmentations!r}; allowed: a non-empty list of pipelines")
+    if isinstance(augmentations, list):
+        for i, pipeline in enumerate(augmentations):
+            if not isinstance(pipeline, Mapping):
+                raise ConfigError(f"augmentations[{i}]: got {pipeline!r}; expected a mapping")
+            for key in ("crop_size", "num_crops"):
+                value = pipeline.get(key)
+                if value is not None and not (_is_int(value) and value >= 1):
+                    raise ConfigError(f"augmentations[{i}].{key}: got {value!r}; allowed: an integer >= 1")
+
+
+def check_data_paths(cfg: Mapping[str, Any]) -> None:
+    """Image-folder datasets (``custom``, ``imagenet``, ``imagenet100``): ``data.train_path`` (and
+    ``data.val_path`` if set) must be existing folders. A run checks this before building anything;
+    ``--print-config`` reports it as a warning (the data may live elsewhere when printing).
+    """
+    data = cfg.get("data") or {}
+    if not isinstance(data, Mapping):
+        return
+    dataset, data_format = data.get("dataset"), data.get("format")
     if dataset in _FOLDER_DATASETS and data_format in (None, "image_folder"):
         from pathlib import Path
 
@@ -189,14 +211,3 @@ def check_solo_keys(cfg: Mapping[str, Any]) -> None:
                     f"data.{key}: got {path!r}; allowed: an existing folder of class sub-folders "
                     f"(data.dataset={dataset!r} reads an image folder)"
                 )
-    augmentations = cfg.get("augmentations")
-    if "augmentations" in cfg and (not isinstance(augmentations, list) or not augmentations):
-        raise ConfigError(f"augmentations: got {augmentations!r}; allowed: a non-empty list of pipelines")
-    if isinstance(augmentations, list):
-        for i, pipeline in enumerate(augmentations):
-            if not isinstance(pipeline, Mapping):
-                raise ConfigError(f"augmentations[{i}]: got {pipeline!r}; expected a mapping")
-            for key in ("crop_size", "num_crops"):
-                value = pipeline.get(key)
-                if value is not None and not (_is_int(value) and value >= 1):
-                    raise ConfigError(f"augmentations[{i}].{key}: got {value!r}; allowed: an integer >= 1")

@@ -30,7 +30,12 @@ from solo_offdiag.config import ConfigError
 from solo_offdiag.config.schema import inert_key_notes
 from solo_offdiag.io import atomic_write_text
 from solo_offdiag.perf import PerformanceConfig
-from solo_offdiag.solo_adapter.cfgcheck import check_solo_keys, normalise_devices, trainer_devices
+from solo_offdiag.solo_adapter.cfgcheck import (
+    check_data_paths,
+    check_solo_keys,
+    normalise_devices,
+    trainer_devices,
+)
 from solo_offdiag.solo_adapter.checkpoints import (
     CheckpointInfo,
     checkpointer_class,
@@ -51,6 +56,7 @@ __all__ = [
     "configs_dir",
     "CorruptImage",
     "Preempted",
+    "check_data_paths",
     "config_notes",
     "is_rank_zero",
     "pretrain",
@@ -349,6 +355,7 @@ def run_pretrain(cfg: DictConfig) -> Path:
 
     OmegaConf.set_struct(cfg, False)
     performance = validate_cfg(cfg)  # our keys and solo's late-failing ones first: clear errors
+    check_data_paths(OmegaConf.to_container(cfg, resolve=True))  # type: ignore[arg-type]
     for note in config_notes(cfg):
         _say(f"note: {note}")
     # solo scales optimizer.lr by len(devices): make that the real number of processes per node
