@@ -28,6 +28,16 @@ __all__ = [
 ]
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+#: files are created with the permissions ``open()`` would give them (mkstemp's are 0600).
+_FILE_MODE = 0o666 & ~_umask()
+
+
 @contextlib.contextmanager
 def atomic_open(path: str | os.PathLike[str], mode: str = "w") -> Iterator[IO[Any]]:
     """Open a temporary sibling of ``path`` for writing; move it onto ``path`` on success.
@@ -44,6 +54,8 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "w") -> Iterator[IO[An
             yield handle
             handle.flush()
             os.fsync(handle.fileno())
+        with contextlib.suppress(OSError):
+            os.chmod(tmp, _FILE_MODE)
         os.replace(tmp, target)
         fsync_dir(target.parent)
     except BaseException:
