@@ -112,10 +112,11 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _one_message(err: BaseException) -> str:
-    """Hydra/OmegaConf errors carry a full-key context block; keep the first lines only."""
-    text = str(err).strip()
-    lines = [line for line in text.splitlines() if line.strip() and not line.startswith("    ")]
-    return " ".join(lines[:3]) if lines else type(err).__name__
+    """Hydra/OmegaConf errors on one line, without OmegaConf's ``full_key``/``object_type`` block."""
+    context = ("full_key:", "object_type=", "reference_type=")
+    text = str(err).strip().split("Config search path:")[0]
+    lines = [line.strip() for line in text.splitlines() if line.strip() and not line.strip().startswith(context)]
+    return " ".join(lines[:12]) if lines else type(err).__name__
 
 
 def _corrupt_image_line(err: BaseException, corrupt: type) -> str | None:
