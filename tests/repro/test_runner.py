@@ -168,3 +168,24 @@ def test_unfinished_run_with_corrupt_run_json_resumes(tmp_path):
     out = execute(_spec(calls, fail=True), tmp_path, log=lambda m: None)
     (out.run_dir / "run.json").write_text("[]")
     assert execute(_spec(calls), tmp_path, log=lambda m: None).status == "done"
+
+
+@pytest.mark.parametrize("content", ["[]", "{broken", None])
+def test_theory_runs_verify_their_summary(tmp_path, content):
+    """A finished theory run whose summary.json is corrupt is recomputed (not 'cached' forever),
+    and the claim check treats it as missing rather than crashing."""
+    from solo_offdiag.repro.check import theory_summary
+    from solo_offdiag.repro.experiments import theory_specs
+
+    (spec,) = theory_specs(["a_trainable_head"], "smoke", "cpu", None, progress=False)
+    run_dir = tmp_path / "smoke" / spec.key
+    run_dir.mkdir(parents=True)
+    (run_dir / "done.json").write_text('{"result": {}}')
+    (run_dir / "summary.json").write_text('{"preset": "default"}')
+    assert spec.verify(run_dir) is None
+    if content is None:
+        (run_dir / "summary.json").unlink()
+    else:
+        (run_dir / "summary.json").write_text(content)
+    assert "summary.json" in spec.verify(run_dir)
+    assert theory_summary(tmp_path / "smoke", "a_trainable_head") is None
