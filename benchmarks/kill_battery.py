@@ -15,6 +15,7 @@ import argparse
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -101,6 +102,7 @@ def trial(kind: str, index: int, images: Path, out: Path, reference: list[int], 
     log = out / f"{kind}{index}.log"
     cmd = command(images, ckpt_dir)
     kills, codes = [], []
+    restarts = 0
     for _ in range(12):  # kill up to --kills times, then let it finish
         if len(kills) >= (1 if kind == "term" else max_kills):
             code, _, _ = attempt(cmd, log, None, 0, ckpt_dir)
@@ -110,7 +112,13 @@ def trial(kind: str, index: int, images: Path, out: Path, reference: list[int], 
         delay = startup + rng.uniform(0.0, duration)
         code, t, in_save = attempt(cmd, log, mode, delay, ckpt_dir)
         codes.append(code)
-        if code == 0:  # finished before the kill
+        if code == 0 and not kills and restarts < 3:  # finished before the kill: a trial must kill
+            shutil.rmtree(ckpt_dir)
+            codes.clear()
+            restarts += 1
+            duration *= 0.5
+            continue
+        if code == 0:
             break
         kills.append({"mode": mode, "after_s": round(t, 2), "code": code, "during_save": in_save})
     dirs = run_dirs(ckpt_dir)

@@ -159,10 +159,14 @@ def find_resumable_run(
     *,
     max_hours: float | None = None,
     warn: Callable[[str], None] = print,
-) -> tuple[CheckpointInfo, str] | None:
+) -> tuple[CheckpointInfo | None, str] | None:
     """solo's auto-resume, done safely: the run of ``<checkpoint.dir>/<method>/*`` whose
     ``args.json`` agrees with ``cfg`` on every key of ``match_keys`` and whose newest *valid*
     checkpoint is the most recent; returns (that checkpoint, run id) or None.
+
+    A matching run with no valid checkpoint yet (killed before or during its first save) is
+    returned as ``(None, run id)`` when no run has one, so that the re-run starts over in the
+    same run directory instead of leaving an orphan next to a new one.
 
     ``max_hours`` (solo's ``auto_resume.max_hours``): ignore checkpoints older than that.
     """
@@ -172,6 +176,7 @@ def find_resumable_run(
     wanted = {key: _plain(_select(cfg, key)) for key in match_keys}
     now = _dt.datetime.now().timestamp()
     best: tuple[CheckpointInfo, str] | None = None
+    fresh: tuple[float, str] | None = None
     for args_path in sorted(base.glob("*/args.json")):
         try:
             args = json.loads(args_path.read_text(encoding="utf-8"))
@@ -182,10 +187,17 @@ def find_resumable_run(
             continue
         remove_stale_temporaries(args_path.parent)
         info = newest_valid_checkpoint(args_path.parent, warn=warn)
-        if info is None or (max_hours is not None and now - info.mtime > max_hours * 3600):
+        if info is None:
+            started = args_path.stat().st_mtime
+            if (max_hours is None or now - started <= max_hours * 3600) and (fresh is None or started > fresh[0]):
+                fresh = (started, args_path.parent.name)
+            continue
+        if max_hours is not None and now - info.mtime > max_hours * 3600:
             continue
         if best is None or info.mtime > best[0].mtime:
             best = (info, args_path.parent.name)
+    if best is None and fresh is not None:
+        return None, fresh[1]
     return best
 
 

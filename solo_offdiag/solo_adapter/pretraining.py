@@ -223,6 +223,8 @@ def _resume(cfg: DictConfig) -> tuple[CheckpointInfo | None, str | None]:
         found = find_resumable_run(cfg, AutoResumer.SHOULD_MATCH, max_hours=cfg.auto_resume.max_hours,
                                    warn=lambda m: _say(m.removeprefix("solo-offdiag: ")))
         if found is not None:
+            if found[0] is None:
+                _say(f"run {found[1]} has no readable checkpoint yet; starting it over in the same directory")
             return found
     return None, None
 

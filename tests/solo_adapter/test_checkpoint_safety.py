@@ -111,7 +111,17 @@ def test_find_resumable_run_matches_and_takes_the_most_recent_valid(tmp_path):
     warnings.clear()
     info, run_id = find_resumable_run(cfg, MATCH, warn=warnings.append)
     assert run_id == "old" and any(str(newest) in w for w in warnings)
-    assert find_resumable_run(cfg, MATCH, max_hours=1.0, warn=warnings.append) is None  # all too old
+    assert find_resumable_run(cfg, MATCH, max_hours=1e-9, warn=warnings.append) is None  # all too old
+
+
+def test_a_run_killed_before_its_first_checkpoint_is_started_over_in_place(tmp_path):
+    cfg = {"name": "x", "method": "byol_offdiag", "checkpoint": {"dir": str(tmp_path)}}
+    run_dir = tmp_path / "byol_offdiag" / "r1"
+    run_dir.mkdir(parents=True)
+    (run_dir / "args.json").write_text(json.dumps({"name": "x", "method": "byol_offdiag"}))
+    (run_dir / ".x-r1-ep=0.ckpt.99.tmp").write_bytes(b"killed mid-save")
+    assert find_resumable_run(cfg, ("name", "method")) == (None, "r1")
+    assert not list(run_dir.glob("*.tmp"))
 
 
 def test_publish_is_an_atomic_rename(tmp_path):
