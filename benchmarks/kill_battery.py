@@ -164,7 +164,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"reference: {wall:.1f} s, {len(reference)} analysis rows, final step {final_step(run_dirs(ref_dir)[0])}",
           flush=True)
     results = []
-    kinds = [("save" if i % 2 else "kill") for i in range(args.trials)] + ["term"] * args.sigterm_trials
+    kinds = [("save" if i % 2 == 0 else "kill") for i in range(args.trials)]
+    for j in range(args.sigterm_trials):  # SIGTERM trials spread over the battery
+        kinds.insert(min(1 + 3 * j, len(kinds)), "term")
     for i, kind in enumerate(kinds):
         r = trial(kind, i, images, args.out, reference, rng, startup, duration, args.kills)
         results.append(r)
