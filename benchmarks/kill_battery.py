@@ -116,7 +116,7 @@ def trial(kind: str, index: int, images: Path, out: Path, reference: list[int], 
             shutil.rmtree(ckpt_dir)
             codes.clear()
             restarts += 1
-            duration *= 0.5
+            startup, duration = 0.5 * startup, 0.5 * duration
             continue
         if code == 0:
             break
