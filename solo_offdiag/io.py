@@ -23,7 +23,19 @@ __all__ = [
     "atomic_write_json",
     "atomic_write_npz",
     "atomic_write_text",
+    "fsync_dir",
+    "publish",
 ]
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+#: files are created with the permissions ``open()`` would give them (mkstemp's are 0600).
+_FILE_MODE = 0o666 & ~_umask()
 
 
 @contextlib.contextmanager
@@ -42,11 +54,38 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "w") -> Iterator[IO[An
             yield handle
             handle.flush()
             os.fsync(handle.fileno())
+        with contextlib.suppress(OSError):
+            os.chmod(tmp, _FILE_MODE)
         os.replace(tmp, target)
+        fsync_dir(target.parent)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def fsync_dir(directory: str | os.PathLike[str]) -> None:
+    """fsync a directory, so that a rename inside it survives a power loss (no-op where unsupported)."""
+    with contextlib.suppress(OSError):
+        fd = os.open(os.fspath(directory), os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def publish(tmp: str | os.PathLike[str], target: str | os.PathLike[str]) -> Path:
+    """Make a finished temporary file visible under ``target`` atomically: fsync it, rename it onto
+    ``target`` (same directory), fsync the directory. For writers that need a path of their own
+    (e.g. ``Trainer.save_checkpoint``) rather than :func:`atomic_open`'s handle."""
+    fd = os.open(os.fspath(tmp), os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, target)
+    fsync_dir(Path(target).parent)
+    return Path(target)
 
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:

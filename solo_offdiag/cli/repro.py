@@ -9,6 +9,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from solo_offdiag.cli import argtypes
 from solo_offdiag.solo_adapter.requirements import SOLO_COMMIT, SOLO_PIN
 
 PRESETS = ("smoke", "medium", "full")
@@ -25,7 +26,10 @@ presets:
 
 Results go to RESULTS/<preset>/ (default ./results): one folder per run, with run.json (config,
 seed, git SHA), env.json (versions, GPU) and done.json (written last). Finished runs are not
-recomputed; an interrupted run resumes when the command is repeated.
+recomputed (a corrupt done.json or summary.json is); an interrupted run resumes when the command
+is repeated. One writer per results folder: a second command on the same folder exits 2 naming the
+holder's PID (or waits, with --wait). Exit codes: 0 ok, 1 a failed run or claim, 2 bad input or
+folder in use, 130 Ctrl-C, 143 SIGTERM (finished runs and checkpoints are kept).
 
 commands:
   list                       the experiments
@@ -39,24 +43,16 @@ The image experiment needs solo-learn 1.0.6 (github.com/vturrisi/solo-learn, com
 Without it `all` skips the image experiment, says so, and checks the theory claims."""
 
 
-def _offset(text: str) -> int:
-    """argparse type of ``--seed-offset``: a non-negative integer."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"got {text!r}; allowed: an integer >= 0") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"got {value}; allowed: an integer >= 0")
-    return value
-
-
 def _common(p: argparse.ArgumentParser, *, run: bool) -> None:
     p.add_argument("--preset", choices=PRESETS, default="smoke", help="smoke (default), medium or full")
     p.add_argument("--results", type=Path, default=Path("results"), help="results folder (default: ./results)")
+    p.add_argument("--wait", action="store_true",
+                   help="if another repro command holds the results folder, wait for it (default: exit 2 at once)")
     if run:
         p.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="cpu (default) or cuda")
-        p.add_argument("--seeds", type=int, default=None, help="seeds per arm/head (default: the preset's)")
-        p.add_argument("--seed-offset", type=_offset, default=0, metavar="K",
+        p.add_argument("--seeds", type=argtypes.positive_int, default=None,
+                       help="seeds per arm/head, >= 1 (default: the preset's)")
+        p.add_argument("--seed-offset", type=argtypes.non_negative_int, default=0, metavar="K",
                        help="theory experiments use seeds K, K+1, ... (default 0; recorded in run.json and "
                             "the run fingerprint, so another K is another run)")
         p.add_argument("--data-dir", type=Path, default=None,
@@ -64,7 +60,7 @@ def _common(p: argparse.ArgumentParser, *, run: bool) -> None:
                             "default ./datasets)")
         p.add_argument("--force", action="store_true", help="recompute finished runs")
         p.add_argument("--no-progress", action="store_true", help="hide progress bars")
-        p.add_argument("--threads", type=int, default=None,
+        p.add_argument("--threads", type=argtypes.positive_int, default=None,
                        help="torch intra-op threads (default: 1 with --device cpu, which is much faster "
                             "than torch's default on a busy CPU; torch's default with cuda)")
 
@@ -83,22 +79,22 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("experiments", nargs="+", metavar="EXPERIMENT",
                    help="theory experiment names (a_trainable_head ... f_wide_head), image_heads, or 'theory'")
     _common(p, run=True)
-    p.set_defaults(func=_run)
+    p.set_defaults(func=_locked(_run))
 
     p = sub.add_parser("figures", help="draw the figures of a preset's finished runs")
     _common(p, run=False)
-    p.set_defaults(func=_figures)
+    p.set_defaults(func=_locked(_figures))
 
     p = sub.add_parser("tables", help="write the tables (Markdown, LaTeX, CSV) of a preset")
     _common(p, run=False)
-    p.set_defaults(func=_tables)
+    p.set_defaults(func=_locked(_tables))
 
     p = sub.add_parser("check", help="a PASS/FAIL/SKIPPED line per claim; exit 1 on any FAIL",
                        description="Judge every claim of artifact/claims.yaml on the finished runs. "
                                    "Exit 1 on any FAIL; SKIPPED (missing evidence) fails only with --strict.")
     _common(p, run=False)
     p.add_argument("--strict", action="store_true", help="SKIPPED claims fail too (for the full study)")
-    p.set_defaults(func=_check)
+    p.set_defaults(func=_locked(_check))
 
     p = sub.add_parser("all", help="run everything, then figures, tables and check (the main job)",
                        description="Every theory experiment; the image experiment when solo-learn is "
@@ -106,7 +102,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                                    "figures, tables and check. Exit 1 on a failed run or a FAILed claim.")
     _common(p, run=True)
     p.add_argument("--strict", action="store_true", help="SKIPPED claims fail too")
-    p.set_defaults(func=_all)
+    p.set_defaults(func=_locked(_all))
 
     parser.set_defaults(func=lambda args: (parser.print_help(), 2)[1])
     return parser
@@ -153,18 +149,44 @@ def _run(args: argparse.Namespace) -> int:
                                    results=args.results, data_dir=args.data_dir,
                                    progress=not args.no_progress, force=args.force, threads=_threads(args),
                                    seed_offset=args.seed_offset)
-    except KeyboardInterrupt:
-        return _interrupted()
+    except KeyboardInterrupt as err:
+        return _interrupted(err)
     except DataUnavailable as err:
         print(f"solo-offdiag repro run: {err}")
         return 2
     return 1 if any(o.status == "failed" for o in outcomes) else 0
 
 
-def _interrupted() -> int:
-    print("solo-offdiag repro: interrupted; finished runs are kept and the interrupted one resumes "
-          "when the same command is run again", flush=True)
-    return 130
+def _interrupted(err: BaseException | None = None) -> int:
+    """130 for Ctrl-C, 143 for SIGTERM (the pipeline re-raises with the signal's name)."""
+    sigterm = "SIGTERM" in str(err or "")
+    print(f"solo-offdiag repro: {'stopped by SIGTERM' if sigterm else 'interrupted'}; finished runs are "
+          "kept and the interrupted one resumes when the same command is run again", flush=True)
+    return 143 if sigterm else 130
+
+
+def _locked(func: Any) -> Any:
+    """Run ``func(args)`` holding the results folder's lock (exit 2 if another process holds it)."""
+    def wrapper(args: argparse.Namespace) -> int:
+        from solo_offdiag.repro.lock import ResultsLocked, results_lock
+
+        lock = results_lock(args.results, wait=args.wait)
+        try:
+            lock.__enter__()
+        except ResultsLocked as err:
+            print(f"solo-offdiag repro: {err}", flush=True)
+            return 2
+        except OSError as err:  # e.g. --results names a file
+            print(f"solo-offdiag repro: --results {str(args.results)!r}: cannot use it as the results "
+                  f"folder ({err.strerror or err})", flush=True)
+            return 2
+        try:
+            return int(func(args))
+        finally:
+            lock.__exit__(None, None, None)
+
+    wrapper.__name__ = getattr(func, "__name__", "locked")
+    return wrapper
 
 
 def _threads(args: argparse.Namespace) -> int | None:
@@ -221,8 +243,8 @@ def _all(args: argparse.Namespace) -> int:
         result = run_all(preset=args.preset, device=args.device, seeds=args.seeds, results=args.results,
                          data_dir=args.data_dir, progress=not args.no_progress, force=args.force,
                          strict=args.strict, threads=_threads(args), seed_offset=args.seed_offset)
-    except KeyboardInterrupt:
-        return _interrupted()
+    except KeyboardInterrupt as err:
+        return _interrupted(err)
     except DataUnavailable as err:
         print(f"solo-offdiag repro all: {err}")
         return 2

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from solo_offdiag.cli import argtypes
+
 # Kept in sync with solo_offdiag.theory.experiments by tests/theory/test_cli.py; listed here so
 # that `--help` does not import torch.
 EXPERIMENT_HELP = {
@@ -35,10 +37,10 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--out", default=None, help="output directory (required unless 'list')")
     parser.add_argument("--preset", default="default", choices=("default", "smoke"),
                         help="'default' (documented regime) or 'smoke' (tiny, for CI)")
-    parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
-    parser.add_argument("--seeds", type=int, default=None, help="seeds per arm (default: preset's)")
-    parser.add_argument("--seed-offset", type=int, default=0, metavar="K",
-                        help="use seeds K, K+1, ... (default 0; the default parameters were chosen on seeds 0-63)")
+    parser.add_argument("--device", default="cpu", type=argtypes.device, help="torch device, e.g. cpu or cuda")
+    parser.add_argument("--seeds", type=argtypes.positive_int, default=None, help="seeds per arm (default: preset's)")
+    parser.add_argument("--seed-offset", type=argtypes.non_negative_int, default=0, metavar="K",
+                        help="use seeds K, K+1, ... (default 0; the default parameters were chosen on seeds 0-7)")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
     parser.set_defaults(func=_main)
     return parser

@@ -33,14 +33,22 @@ from typing import Any
 
 from solo_offdiag.analysis.config import AnalysisConfig
 from solo_offdiag.config.validate import ConfigError, from_mapping, non_negative, to_mapping
-from solo_offdiag.heads import UnknownHeadError, head_options
+from solo_offdiag.heads import UnknownHeadError, build_head, head_options
 from solo_offdiag.suggest import did_you_mean
 
-__all__ = ["OffDiagMethodConfig", "PredictorConfig", "PredictorLarsConfig", "check_num_large_crops",
-           "validate_method_cfg"]
+__all__ = ["INERT_SOLO_KEYS", "OffDiagMethodConfig", "PredictorConfig", "PredictorLarsConfig",
+           "check_num_large_crops", "inert_key_notes", "validate_method_cfg"]
 
 #: solo-learn methods that do not compare exactly two large crops (every other one does, ours too).
 _ANY_LARGE_CROPS = ("wmse", "mae")
+
+#: keys that solo-learn's own stock BYOL/SimSiam recipes (scripts/pretrain/*/{byol,simsiam}.yaml)
+#: carry under method_kwargs but that the wrapped method never reads: accepted (so every stock
+#: recipe works with ``method=byol_offdiag``/``simsiam_offdiag``), with a note that they do nothing.
+INERT_SOLO_KEYS: dict[str, str] = {
+    "temperature": "solo-learn's SimSiam recipes carry it, but SimSiam's (and BYOL's) loss has no "
+                   "temperature",
+}
 
 
 def _is_number(value: Any) -> bool:
@@ -145,7 +153,13 @@ def validate_method_cfg(cfg: Mapping[str, Any]) -> OffDiagMethodConfig:
     method_kwargs = cfg.get("method_kwargs") or {}
     if not isinstance(method_kwargs, Mapping):
         raise ConfigError(f"method_kwargs: got {method_kwargs!r}; expected a mapping")
-    options = ((method_kwargs.get("predictor") or {}).get("options") or {})
+    method_kwargs = {k: v for k, v in method_kwargs.items() if k not in INERT_SOLO_KEYS}
+    predictor = method_kwargs.get("predictor") or {}
+    if not isinstance(predictor, Mapping):
+        raise ConfigError(f"method_kwargs.predictor: got {predictor!r}; expected a mapping")
+    options = predictor.get("options") or {}
+    if not isinstance(options, Mapping):
+        raise ConfigError(f"method_kwargs.predictor.options: got {options!r}; expected a mapping")
     if isinstance(options, Mapping) and "dim" in options:
         proj = method_kwargs.get("proj_output_dim", OffDiagMethodConfig.proj_output_dim)
         if options["dim"] != proj:
@@ -160,6 +174,7 @@ def validate_method_cfg(cfg: Mapping[str, Any]) -> OffDiagMethodConfig:
             "predictor": {**method_kwargs["predictor"], "options": options},
         }
     typed = from_mapping(OffDiagMethodConfig, method_kwargs, prefix="method_kwargs")
+    _check_predictor(typed, predictor)
 
     optimizer = cfg.get("optimizer") or {}
     if "lr" in optimizer:
@@ -197,3 +212,36 @@ def check_num_large_crops(data: Mapping[str, Any], method: str | None = None) ->
     raise ConfigError(
         f"augmentations: give {crops} large crops (data.num_large_crops); {method} needs exactly 2"
     )
+
+
+def _check_predictor(typed: OffDiagMethodConfig, raw_predictor: Mapping[str, Any]) -> None:
+    """Values of the head options (by building the head once) and ``static_lr`` with ``lr``."""
+    predictor = typed.predictor
+    for key in ("lr", "weight_decay"):
+        value = getattr(predictor, key)
+        if value is not None and not math.isfinite(value):
+            raise ConfigError(f"method_kwargs.predictor.{key}: got {value!r}; allowed: a finite number >= 0 or null")
+    if raw_predictor.get("static_lr") is True and predictor.lr is not None:
+        raise ConfigError(
+            f"method_kwargs.predictor.static_lr: got true with predictor.lr={predictor.lr!r}; "
+            "solo-learn's static_lr pins a group to optimizer.lr, so the head's own lr would be "
+            "ignored: set static_lr: false or lr: null"
+        )
+    options = typed.head_options()
+    try:
+        build_head(predictor.kind, typed.proj_output_dim, **options)
+    except (TypeError, ValueError) as err:
+        raise ConfigError(
+            f"method_kwargs.predictor.options: got {dict(predictor.options)!r} for head "
+            f"{predictor.kind!r}: {err}"
+        ) from None
+
+
+def inert_key_notes(cfg: Mapping[str, Any]) -> list[str]:
+    """One note per :data:`INERT_SOLO_KEYS` key present in ``cfg['method_kwargs']``."""
+    method_kwargs = cfg.get("method_kwargs") or {}
+    if not isinstance(method_kwargs, Mapping):
+        return []
+    return [f"method_kwargs.{key}={method_kwargs[key]!r} has no effect with {cfg.get('method')} "
+            f"({why})" for key, why in INERT_SOLO_KEYS.items() if key in method_kwargs]
+

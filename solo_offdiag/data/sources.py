@@ -117,11 +117,15 @@ def load_image_folder(
         raise ValueError(f"no images found under {root}")
     arrays, size = [], None
     for path, _ in folder.samples:
-        with Image.open(path) as im:
-            im = im.convert("RGB")
-            if image_size is not None:
-                im = _short_side_centre_crop(im, image_size)
-            array = np.asarray(im, dtype=np.uint8)
+        try:
+            with Image.open(path) as im:
+                im = im.convert("RGB")
+                if image_size is not None:
+                    im = _short_side_centre_crop(im, image_size)
+                array = np.asarray(im, dtype=np.uint8)
+        except OSError as err:  # PIL's UnidentifiedImageError and truncated files
+            raise ValueError(f"{path}: cannot read this image ({type(err).__name__}: {err}); "
+                             "remove or replace the file") from None
         if size is None:
             size = array.shape
         elif array.shape != size:

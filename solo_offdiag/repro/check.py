@@ -13,7 +13,6 @@ artifact evaluation of the full study should use.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +20,7 @@ from typing import Any
 
 from solo_offdiag.io import atomic_write_json, atomic_write_text
 from solo_offdiag.repro.claims import IMAGE_CRITERIA, CheckOutcome, Claim, load_claims
-from solo_offdiag.repro.runner import read_done
+from solo_offdiag.repro.runner import read_done, read_json_object
 
 __all__ = ["ClaimVerdict", "Report", "evaluate", "image_records", "theory_summary"]
 
@@ -71,7 +70,7 @@ def image_records(preset_dir: Path) -> list[dict[str, Any]]:
     records = []
     for done_path in sorted((preset_dir / "image").glob("**/done.json")):
         done = read_done(done_path.parent)
-        if done is not None and done.get("result"):
+        if done is not None and isinstance(done.get("result"), dict) and done["result"]:
             records.append({**done["result"], "_run_dir": str(done_path.parent)})
     return records
 
@@ -80,10 +79,8 @@ def theory_summary(preset_dir: Path, name: str) -> dict[str, Any] | None:
     run_dir = preset_dir / "theory" / name
     if read_done(run_dir) is None:
         return None
-    try:
-        return json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))
-    except (FileNotFoundError, json.JSONDecodeError):
-        return None
+    summary = read_json_object(run_dir / "summary.json")
+    return summary or None
 
 
 def _theory_outcome(check: Any, preset: str, preset_dir: Path) -> CheckOutcome:

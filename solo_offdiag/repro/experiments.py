@@ -96,8 +96,16 @@ def theory_specs(names: Sequence[str], preset: str, device: str, seeds: int | No
 
         specs.append(RunSpec(key=f"theory/{name}", config=config, compute=compute, seed=None,
                              description=f"theory experiment {name} (theory preset {theory_preset})",
-                             tags={"kind": "theory", "experiment": name}))
+                             tags={"kind": "theory", "experiment": name}, verify=_summary_intact))
     return specs
+
+
+def _summary_intact(run_dir: Path) -> str | None:
+    from solo_offdiag.repro.runner import read_json_object
+
+    if not read_json_object(run_dir / "summary.json"):
+        return f"{run_dir / 'summary.json'} is missing or unreadable"
+    return None
 
 
 # ------------------------------------------------------------------------------------------
@@ -166,10 +174,14 @@ def image_specs(preset: str, device: str, seeds: int | None, data_root: Path, da
 
 
 def _last_checkpoint(run_dir: Path) -> Path:
-    ckpts = sorted(run_dir.glob("*.ckpt"), key=lambda p: p.stat().st_mtime)
-    if not ckpts:
-        raise FileNotFoundError(f"{run_dir}: pretraining wrote no checkpoint (checkpoint.enabled?)")
-    return ckpts[-1]
+    """The newest *valid* checkpoint of a solo run directory (by epoch and step, never by mtime or
+    directory order; unreadable ones are skipped with a warning)."""
+    from solo_offdiag.solo_adapter.checkpoints import newest_valid_checkpoint
+
+    info = newest_valid_checkpoint(run_dir)
+    if info is None:
+        raise FileNotFoundError(f"{run_dir}: pretraining left no readable checkpoint (checkpoint.enabled?)")
+    return info.path
 
 
 class IncompletePretraining(RuntimeError):
@@ -186,13 +198,13 @@ def runtime_overrides(run_dir: Path, dataset: str, data_dir: Path, progress: boo
 
 def check_complete(ckpt: Path, args: dict[str, Any]) -> dict[str, int]:
     """Raise :class:`IncompletePretraining` unless ``ckpt`` is from the end of training."""
-    import torch
+    from solo_offdiag.solo_adapter.checkpoints import is_finished, read_checkpoint_info
 
-    state = torch.load(ckpt, map_location="cpu", weights_only=False)
-    epoch, step = int(state.get("epoch", -1)), int(state.get("global_step", -1))
+    info = read_checkpoint_info(ckpt)
+    epoch, step = info.epoch, info.global_step
     max_steps = int(args.get("max_steps") or -1)
     max_epochs = int(args.get("max_epochs") or 0)
-    if not ((max_steps > 0 and step >= max_steps) or (max_epochs > 0 and epoch >= max_epochs - 1)):
+    if not is_finished(info, max_epochs, max_steps):
         raise IncompletePretraining(
             f"{ckpt.name}: training stopped at epoch {epoch + 1} of {max_epochs} (step {step}"
             + (f" of {max_steps}" if max_steps > 0 else "") + "), interrupted? Re-run to resume it")
@@ -202,18 +214,20 @@ def check_complete(ckpt: Path, args: dict[str, Any]) -> dict[str, int]:
 def _image_run(run_dir: Path, config: dict[str, Any], data_dir: Path, device: str,
                progress: bool = False) -> dict[str, Any]:
     from solo_offdiag.repro.probe import evaluate_checkpoint
+    from solo_offdiag.repro.runner import read_json_object
 
-    marker = run_dir / "pretrain.json"
-    if marker.is_file():  # pretraining finished in an earlier attempt; only the evaluation is left
-        solo_run = run_dir / json.loads(marker.read_text())["run_dir"]
-    else:
+    marker = read_json_object(run_dir / "pretrain.json")
+    solo_run = run_dir / str(marker.get("run_dir", "")) if isinstance(marker.get("run_dir"), str) else None
+    # a valid marker: pretraining finished in an earlier attempt, only the evaluation is left; a
+    # missing or corrupt one: pretrain() auto-resumes (a finished run: it says so and returns)
+    if solo_run is None or not (solo_run / "args.json").is_file():
         from solo_offdiag.solo_adapter import pretrain
 
         overrides = [*config["overrides"], *runtime_overrides(run_dir, config["dataset"], data_dir, progress)]
         solo_run = Path(pretrain(overrides, config_name=config["config_name"]))
         finished = check_complete(_last_checkpoint(solo_run), json.loads((solo_run / "args.json").read_text()))
-        atomic_write_json(marker, {"run_dir": str(solo_run.resolve().relative_to(run_dir.resolve())),
-                                   "overrides": overrides, **finished})
+        atomic_write_json(run_dir / "pretrain.json", {
+            "run_dir": str(solo_run.resolve().relative_to(run_dir.resolve())), "overrides": overrides, **finished})
     args = json.loads((solo_run / "args.json").read_text())
     ckpt = _last_checkpoint(solo_run)
     probe_device = "cuda" if device.startswith("cuda") else "cpu"

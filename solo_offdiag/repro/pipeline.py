@@ -148,7 +148,7 @@ def _run_experiments(
                 bar.close()
                 log(f"[repro] interrupted during {spec.key}; finished runs are kept: re-run the same "
                     "command to resume")
-                raise KeyboardInterrupt
+                raise KeyboardInterrupt(" ".join(s for s in interrupted if s.startswith("SIG")))
     return outcomes
 
 
@@ -164,6 +164,10 @@ def _report_outcome(out: RunOutcome, log: Callable[[str], None]) -> None:
 def interrupt_on_signals() -> Iterator[list[str]]:
     """SIGINT and SIGTERM raise KeyboardInterrupt and are remembered in the yielded list.
 
+    A SIGTERM during solo-learn pretraining does not raise here: Lightning's handler (which calls
+    this one) stops the fit after the current batch, our checkpointer saves a resumable
+    checkpoint, and pretraining raises ``Preempted`` (a KeyboardInterrupt) itself.
+
     Lightning catches KeyboardInterrupt inside ``Trainer.fit`` and returns normally, so the list
     is how the loop learns that it must stop. Outside the main thread this does nothing.
     """
@@ -177,7 +181,9 @@ def interrupt_on_signals() -> Iterator[list[str]]:
 
     def handler(signum: int, frame: Any) -> None:
         seen.append(signal.Signals(signum).name)
-        raise KeyboardInterrupt
+        if signum == signal.SIGTERM and _fit_in_progress():
+            return  # Lightning stops after the current batch and our checkpointer saves first
+        raise KeyboardInterrupt(signal.Signals(signum).name)
 
     previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
@@ -185,6 +191,13 @@ def interrupt_on_signals() -> Iterator[list[str]]:
     finally:
         for sig, old in previous.items():
             signal.signal(sig, old)
+
+
+def _fit_in_progress() -> bool:
+    import sys
+
+    pretraining = sys.modules.get("solo_offdiag.solo_adapter.pretraining")
+    return bool(getattr(pretraining, "FIT_IN_PROGRESS", False))
 
 
 @dataclass

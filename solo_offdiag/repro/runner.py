@@ -38,7 +38,7 @@ from typing import Any
 from solo_offdiag.io import atomic_write_json, atomic_write_text
 from solo_offdiag.repro.envinfo import environment, git_state
 
-__all__ = ["DONE", "RunOutcome", "RunSpec", "config_fingerprint", "execute", "read_done"]
+__all__ = ["DONE", "RunOutcome", "RunSpec", "config_fingerprint", "execute", "read_done", "read_json_object"]
 
 DONE = "done.json"
 RUN = "run.json"
@@ -55,6 +55,9 @@ class RunSpec:
     seed: int | None = None
     description: str = ""
     tags: dict[str, Any] = field(default_factory=dict)
+    #: ``verify(run_dir)``: None when a finished run's outputs are intact, else what is wrong
+    #: (e.g. a corrupt ``summary.json``): the run is then recomputed instead of reported cached.
+    verify: Callable[[Path], str | None] | None = None
 
 
 @dataclass
@@ -74,11 +77,19 @@ def config_fingerprint(config: dict[str, Any]) -> str:
 
 
 def read_done(run_dir: Path) -> dict[str, Any] | None:
-    """The ``done.json`` of a finished run, or None (missing or unreadable = not finished)."""
+    """The ``done.json`` of a finished run, or None (missing, unreadable or not a JSON object such
+    as ``[]`` = not finished: the run is recomputed)."""
+    data = read_json_object(Path(run_dir) / DONE)
+    return data if data else None
+
+
+def read_json_object(path: Path) -> dict[str, Any]:
+    """A JSON object from ``path``; {} when the file is missing, unreadable or holds anything else."""
     try:
-        return json.loads((Path(run_dir) / DONE).read_text(encoding="utf-8"))
-    except (FileNotFoundError, json.JSONDecodeError):
-        return None
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
 
 
 def _now() -> str:
@@ -91,19 +102,30 @@ def execute(spec: RunSpec, root: Path, *, force: bool = False, log: Callable[[st
     fingerprint = config_fingerprint(spec.config)
     done = read_done(run_dir)
     if done is not None and not force and done.get("config_fingerprint") == fingerprint:
-        return RunOutcome(spec.key, run_dir, "cached", done.get("result", {}), done.get("wall_time_s", 0.0))
-    previous = _read_json(run_dir / RUN)
+        problem = spec.verify(run_dir) if spec.verify is not None else None
+        if problem is None:
+            result = done.get("result")
+            return RunOutcome(spec.key, run_dir, "cached", result if isinstance(result, dict) else {},
+                              done.get("wall_time_s", 0.0))
+        log(f"[repro] {spec.key}: finished, but {problem}; recomputing it")
+        (run_dir / DONE).unlink()
+        done = None
+    previous = read_json_object(run_dir / RUN)
     recorded = (done or {}).get("config_fingerprint") or previous.get("config_fingerprint")
     if run_dir.exists() and (force or (recorded is not None and recorded != fingerprint)):
         why = "--force" if force else "its config changed"
         log(f"[repro] {spec.key}: {why}; starting it from scratch")
         shutil.rmtree(run_dir)
         previous = {}
-    if (run_dir / DONE).exists():  # unreadable (torn by something other than us)
+    if (run_dir / DONE).exists():  # unreadable or not an object (written by something other than us)
+        log(f"[repro] {spec.key}: {run_dir / DONE} is unreadable; recomputing the run")
         (run_dir / DONE).unlink()
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "error.txt").unlink(missing_ok=True)  # from an earlier attempt
-    attempt = int(previous.get("attempt", 0)) + 1 if previous else 1
+    try:
+        attempt = int(previous.get("attempt", 0)) + 1 if previous else 1
+    except (TypeError, ValueError):
+        attempt = 2
     if attempt > 1:
         log(f"[repro] {spec.key}: resuming an unfinished run (attempt {attempt})")
     atomic_write_json(run_dir / RUN, {
@@ -131,9 +153,3 @@ def execute(spec: RunSpec, root: Path, *, force: bool = False, log: Callable[[st
     })
     return RunOutcome(spec.key, run_dir, "done", result, wall)
 
-
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (FileNotFoundError, json.JSONDecodeError):
-        return {}

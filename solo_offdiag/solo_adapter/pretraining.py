@@ -27,9 +27,23 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from solo_offdiag.config import ConfigError
-from solo_offdiag.config.schema import check_num_large_crops
+from solo_offdiag.config.schema import check_num_large_crops, inert_key_notes
 from solo_offdiag.io import atomic_write_text
 from solo_offdiag.perf import PerformanceConfig
+from solo_offdiag.solo_adapter.cfgcheck import (
+    check_data_paths,
+    check_solo_keys,
+    normalise_devices,
+    trainer_devices,
+)
+from solo_offdiag.solo_adapter.checkpoints import (
+    CheckpointInfo,
+    checkpointer_class,
+    find_resumable_run,
+    is_finished,
+    read_checkpoint_info,
+    remove_stale_temporaries,
+)
 from solo_offdiag.solo_adapter.configs import CONFIGS_PACKAGE, configs_dir
 from solo_offdiag.solo_adapter.methods import METHOD_MODULES
 from solo_offdiag.solo_adapter.methods.common import typed_method_cfg
@@ -40,6 +54,11 @@ __all__ = [
     "build_train_data",
     "compose_config",
     "configs_dir",
+    "CorruptImage",
+    "Preempted",
+    "check_data_paths",
+    "config_notes",
+    "is_rank_zero",
     "pretrain",
     "run_pretrain",
     "validate_cfg",
@@ -94,22 +113,40 @@ def pretrain(
 
 
 def validate_cfg(cfg: DictConfig) -> PerformanceConfig:
-    """Our checks on a (parsed) config: method keys when the method is ours, and ``performance:``.
+    """Every check a run makes before training (``--print-config`` runs the same): our method keys
+    when the method is ours (:func:`solo_offdiag.config.validate_method_cfg`), solo-learn's keys
+    that would fail late (:func:`solo_offdiag.solo_adapter.cfgcheck.check_solo_keys`), and
+    ``performance:``.
 
     Returns:
         the validated ``performance:`` section.
+
+    Raises:
+        ConfigError: the first bad value (key, value, what is allowed).
     """
-    if cfg.get("method") in METHOD_MODULES:
-        typed_method_cfg(cfg)
-    if cfg.get("data", {}).get("format") == "dali":
+    plain = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else dict(cfg)
+    method = plain.get("method")
+    if not isinstance(method, str) or not method:
+        raise ConfigError(f"method: got {method!r}; allowed: byol_offdiag, simsiam_offdiag or any solo-learn method")
+    if method in METHOD_MODULES:
+        typed_method_cfg(plain)
+    check_solo_keys(plain)  # type: ignore[arg-type]
+    if (plain.get("data") or {}).get("format") == "dali":  # type: ignore[union-attr]
         raise ConfigError(
             "data.format: got 'dali'; solo-offdiag pretrain supports image_folder and h5 only "
             "(use solo-learn's main_pretrain.py for DALI)"
         )
-    performance = cfg.get("performance") or {}
-    ours = {k: v for k, v in OmegaConf.to_container(performance, resolve=True).items()  # type: ignore[union-attr]
-            if k not in _SOLO_PERFORMANCE_KEYS} if performance else {}
+    performance = plain.get("performance") or {}
+    if not isinstance(performance, dict):
+        raise ConfigError(f"performance: got {performance!r}; expected a mapping")
+    ours = {k: v for k, v in performance.items() if k not in _SOLO_PERFORMANCE_KEYS}
     return PerformanceConfig.from_mapping(ours)
+
+
+def config_notes(cfg: DictConfig) -> list[str]:
+    """Notes on accepted keys that have no effect (e.g. SimSiam's ``temperature`` from solo's recipes)."""
+    plain = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else dict(cfg)
+    return inert_key_notes(plain) if plain.get("method") in METHOD_MODULES else []  # type: ignore[arg-type]
 
 
 def _device_type(cfg: DictConfig) -> str:
@@ -128,27 +165,67 @@ def _new_run_id() -> str:
     return time.strftime("%Y%m%d-%H%M%S-") + suffix
 
 
-def _resume(cfg: DictConfig) -> tuple[str | None, str | None]:
-    """(checkpoint to resume from, run id to reuse) from ``resume_from_checkpoint``/auto-resume."""
-    from solo.utils.auto_resumer import AutoResumer
+class Preempted(KeyboardInterrupt):
+    """Training stopped on SIGTERM (e.g. a preempted job) after saving a resumable checkpoint.
 
+    ``run_dir``: the run directory; ``checkpoint``: the checkpoint the same command resumes from.
+    """
+
+    def __init__(self, message: str, run_dir: Path, checkpoint: Path | None) -> None:
+        super().__init__(message)
+        self.run_dir = run_dir
+        self.checkpoint = checkpoint
+
+
+#: set while ``Trainer.fit`` runs in this process: a SIGTERM then only asks Lightning to stop after
+#: the current batch (and our checkpointer to save), instead of interrupting mid-step.
+FIT_IN_PROGRESS = False
+
+_ENV_RUN_ID = "SOLO_OFFDIAG_RUN_ID"
+_ENV_RESUME = "SOLO_OFFDIAG_RESUME_FROM"
+
+
+def is_rank_zero() -> bool:
+    """Whether this process is the global rank 0 (always true without DDP). Before the Trainer
+    exists this is read from the variables Lightning's DDP launcher sets in child processes."""
+    return all(int(os.environ.get(var, "0") or 0) == 0 for var in ("RANK", "LOCAL_RANK", "NODE_RANK"))
+
+
+def _say(message: str) -> None:
+    if is_rank_zero():
+        print(f"solo-offdiag: {message}", flush=True)
+
+
+def _resume(cfg: DictConfig) -> tuple[CheckpointInfo | None, str | None]:
+    """(checkpoint to resume from, run id to reuse) from ``resume_from_checkpoint``/auto-resume.
+
+    DDP child processes (rank > 0) take both from rank 0 (environment), so every rank trains in
+    the same run directory from the same checkpoint.
+    """
+    if not is_rank_zero() and _ENV_RUN_ID in os.environ:
+        ckpt = os.environ.get(_ENV_RESUME) or None
+        return (read_checkpoint_info(ckpt) if ckpt else None), os.environ[_ENV_RUN_ID]
     explicit = cfg.get("resume_from_checkpoint")
     if explicit is not None:
-        path = Path(explicit)
+        path = Path(str(explicit))
         if not path.is_file():
             raise ConfigError(f"resume_from_checkpoint: got {str(explicit)!r}; no such file")
+        try:
+            info = read_checkpoint_info(path)
+        except ValueError as err:
+            raise ConfigError(f"resume_from_checkpoint: {err}") from None
         # our run directories hold args.json next to the checkpoints: reuse that run id
         run_id = path.parent.name if (path.parent / "args.json").is_file() else None
-        return str(path), run_id
+        return info, run_id
     if cfg.auto_resume.enabled:
-        resumer = AutoResumer(
-            checkpoint_dir=os.path.join(cfg.checkpoint.dir, cfg.method),
-            max_hours=cfg.auto_resume.max_hours,
-        )
-        ckpt, run_id = resumer.find_checkpoint(cfg)
-        if ckpt is not None:
-            print(f"solo-offdiag: resuming from {ckpt}")
-            return str(ckpt), run_id
+        from solo.utils.auto_resumer import AutoResumer
+
+        found = find_resumable_run(cfg, AutoResumer.SHOULD_MATCH, max_hours=cfg.auto_resume.max_hours,
+                                   warn=lambda m: _say(m.removeprefix("solo-offdiag: ")))
+        if found is not None:
+            if found[0] is None:
+                _say(f"run {found[1]} has no readable checkpoint yet; starting it over in the same directory")
+            return found
     return None, None
 
 
@@ -204,8 +281,36 @@ def build_train_data(cfg: DictConfig, performance: PerformanceConfig, val_loader
         no_labels=cfg.data.no_labels,
         data_fraction=cfg.data.fraction,
     )
+    _name_corrupt_images(dataset)
     loader = prepare_dataloader(dataset, batch_size=cfg.optimizer.batch_size, num_workers=cfg.data.num_workers)
     return {"train_dataloaders": loader, "val_dataloaders": val_loader}
+
+
+class CorruptImage(ValueError):
+    """An image file of the training set cannot be decoded; the message starts with its path."""
+
+
+class _NamingLoader:
+    """Wraps an ImageFolder's ``loader`` so that a file PIL cannot read is named in the error
+    (picklable, for DataLoader workers)."""
+
+    def __init__(self, loader: Any) -> None:
+        self.loader = loader
+
+    def __call__(self, path: str) -> Any:
+        try:
+            return self.loader(path)
+        except Exception as err:  # noqa: BLE001 - PIL raises several types for a bad file
+            raise CorruptImage(f"{path}: cannot read this image ({type(err).__name__}: {err}); "
+                               "remove or replace the file") from None
+
+
+def _name_corrupt_images(dataset: Any) -> None:
+    inner = dataset
+    while hasattr(inner, "dataset") and not hasattr(inner, "samples"):  # Subset (data.fraction)
+        inner = inner.dataset
+    if hasattr(inner, "samples") and callable(getattr(inner, "loader", None)):
+        inner.loader = _NamingLoader(inner.loader)
 
 
 def _logger(cfg: DictConfig, run_dir: Path, run_id: str, resuming: bool) -> Any:
@@ -246,13 +351,17 @@ def run_pretrain(cfg: DictConfig) -> Path:
     from lightning.pytorch.strategies import DDPStrategy
     from solo.args.pretrain import parse_cfg
     from solo.methods import METHODS
-    from solo.utils.checkpointer import Checkpointer
     from solo.utils.misc import make_contiguous, omegaconf_select
 
     from solo_offdiag.perf import SyncFreeLARS, apply_performance, optimizer_kwargs, trainer_kwargs
 
     OmegaConf.set_struct(cfg, False)
-    performance = validate_cfg(cfg)  # our keys first: clear errors before solo's asserts
+    performance = validate_cfg(cfg)  # our keys and solo's late-failing ones first: clear errors
+    check_data_paths(OmegaConf.to_container(cfg, resolve=True))  # type: ignore[arg-type]
+    for note in config_notes(cfg):
+        _say(f"note: {note}")
+    # solo scales optimizer.lr by len(devices): make that the real number of processes per node
+    cfg.devices = normalise_devices(cfg.get("devices", 1), cfg.get("accelerator"))
     cfg = parse_cfg(cfg)
     performance = validate_cfg(cfg)
     if cfg.method not in METHODS:
@@ -266,37 +375,48 @@ def run_pretrain(cfg: DictConfig) -> Path:
 
     seed_everything(cfg.seed)
     # The method fills solo's defaults into cfg (e.g. backbone.kwargs); build it before looking for
-    # a run to resume, as solo's main_pretrain.py does, so AutoResumer compares like with like.
+    # a run to resume, as solo's main_pretrain.py does, so the resume matching compares like with like.
     model = METHODS[cfg.method](cfg)
     make_contiguous(model)
     if performance.sync_free_lars:
         model._OPTIMIZERS = {**model._OPTIMIZERS, "lars": SyncFreeLARS}
     for line in apply_performance(model, performance, device_type):
-        print(f"solo-offdiag: {line}")
+        _say(line)
 
-    ckpt_path, run_id = _resume(cfg)
+    resume, run_id = _resume(cfg)
     if "resume_from_checkpoint" in cfg:
         del cfg.resume_from_checkpoint  # not recorded in args.json, as in solo's script
     run_id = run_id or _new_run_id()
     run_dir = Path(cfg.checkpoint.dir) / cfg.method / run_id
+    if resume is not None:
+        if is_finished(resume, cfg.get("max_epochs"), cfg.get("max_steps")):
+            _say(f"run {run_dir} is already finished (checkpoint {resume.path.name}: epoch "
+                 f"{resume.epoch + 1} of {cfg.get('max_epochs')}, step {resume.global_step}); nothing to do")
+            return run_dir
+        _say(f"resuming from {resume.path} (epoch {resume.epoch}, step {resume.global_step})")
+    if is_rank_zero():  # DDP children (started by fit) follow rank 0's choice
+        os.environ[_ENV_RUN_ID] = run_id
+        os.environ[_ENV_RESUME] = str(resume.path) if resume is not None else ""
     if hasattr(model, "analysis_out_dir"):
         model.analysis_out_dir = str(run_dir / "analysis")  # used when analysis.out_dir is null
 
     fit_data = build_train_data(cfg, performance, _val_loader(cfg))
 
-    run_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(run_dir / "config.yaml", OmegaConf.to_yaml(cfg))
-    logger = _logger(cfg, run_dir, run_id, resuming=ckpt_path is not None)
+    if is_rank_zero():
+        run_dir.mkdir(parents=True, exist_ok=True)
+        remove_stale_temporaries(run_dir)
+        atomic_write_text(run_dir / "config.yaml", OmegaConf.to_yaml(cfg))
+    logger = _logger(cfg, run_dir, run_id, resuming=resume is not None)
     callbacks: list[Any] = [LearningRateMonitor(logging_interval="step")]
+    checkpointer = None
     if cfg.checkpoint.enabled:
-        callbacks.append(
-            Checkpointer(
-                cfg,
-                logdir=os.path.join(cfg.checkpoint.dir, cfg.method),
-                frequency=cfg.checkpoint.frequency,
-                keep_prev=cfg.checkpoint.keep_prev,
-            )
+        checkpointer = checkpointer_class()(
+            cfg,
+            logdir=os.path.join(cfg.checkpoint.dir, cfg.method),
+            frequency=cfg.checkpoint.frequency,
+            keep_prev=cfg.checkpoint.keep_prev,
         )
+        callbacks.append(checkpointer)
     if omegaconf_select(cfg, "auto_umap.enabled", False):
         from solo.utils.auto_umap import AutoUMAP
 
@@ -310,6 +430,7 @@ def run_pretrain(cfg: DictConfig) -> Path:
     strategy = cfg.get("strategy") or "auto"
     kwargs.update(
         {
+            "devices": trainer_devices(list(cfg.devices), cfg.get("accelerator")),
             "logger": logger,
             "callbacks": callbacks,
             "enable_checkpointing": False,
@@ -318,12 +439,43 @@ def run_pretrain(cfg: DictConfig) -> Path:
         }
     )
     trainer = Trainer(**kwargs)
-    trainer.fit(model, ckpt_path=ckpt_path, **fit_data)
+    _fit(trainer, model, resume, fit_data, run_dir, checkpointer)
+    return run_dir
+
+
+def _fit(trainer: Any, model: Any, resume: CheckpointInfo | None, fit_data: dict[str, Any], run_dir: Path,
+         checkpointer: Any) -> None:
+    """``trainer.fit`` with honest outcomes: SIGTERM -> :class:`Preempted` (after the checkpoint),
+    Ctrl-C -> ``KeyboardInterrupt`` (lightning 2.1 swallows it and returns, 2.6 exits with 1)."""
+    from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+    global FIT_IN_PROGRESS
+    # During fit, Lightning's own SIGTERM handler (which also calls a handler installed before)
+    # asks the loop to stop after the current batch; our checkpointer saves in on_exception.
+    FIT_IN_PROGRESS = True
+    try:
+        trainer.fit(model, ckpt_path=str(resume.path) if resume is not None else None, **fit_data)
+    except SIGTERMException:
+        saved = getattr(checkpointer, "last_saved", None)
+        where = (f"checkpoint {saved} saved" if saved is not None and trainer.received_sigterm else
+                 "no checkpoint saved (checkpoint.enabled is false)" if checkpointer is None else
+                 "the last end-of-epoch checkpoint is kept")
+        raise Preempted(
+            f"stopped on SIGTERM at step {trainer.global_step}; {where}; run the same command again "
+            f"to resume in {run_dir}", run_dir, saved) from None
+    except SystemExit:
+        if trainer.interrupted:  # lightning 2.6: Ctrl-C becomes sys.exit(1)
+            raise KeyboardInterrupt(_interrupt_message(trainer, run_dir)) from None
+        raise
+    finally:
+        FIT_IN_PROGRESS = False
     if trainer.interrupted:
         # lightning 2.1 swallows Ctrl-C and returns normally (2.6 exits); callers such as the
         # reproduction runner must not mistake a partial run for a finished one.
-        raise KeyboardInterrupt(
-            f"pretraining interrupted at step {trainer.global_step}; run the same command again "
-            f"to resume from the last checkpoint in {run_dir}"
-        )
-    return run_dir
+        raise KeyboardInterrupt(_interrupt_message(trainer, run_dir))
+
+
+def _interrupt_message(trainer: Any, run_dir: Path) -> str:
+    return (f"pretraining interrupted at step {trainer.global_step}; run the same command again "
+            f"to resume from the last checkpoint in {run_dir}")
+

@@ -116,9 +116,11 @@ def test_a_failing_run_makes_all_fail_and_is_resumed(tmp_path, fake_theory, monk
     assert fake_theory.count("c_no_bn") == 1 and fake_theory.count("a_trainable_head") == 1
 
 
-def test_a_signal_stops_all_and_the_next_call_resumes(tmp_path, fake_theory, monkeypatch, capsys):
+@pytest.mark.parametrize(("signame", "code"), [("SIGTERM", 143), ("SIGINT", 130)])
+def test_a_signal_stops_all_and_the_next_call_resumes(tmp_path, fake_theory, monkeypatch, capsys, signame, code):
     """SIGINT/SIGTERM during a run (here: one that, like Lightning, swallows the interrupt and
-    returns normally) stops the pipeline with exit 130; the next call skips the finished runs."""
+    returns normally) stops the pipeline with exit 143 (SIGTERM; Ctrl-C: 130); the next call skips
+    the finished runs."""
     import contextlib
     import os
     import signal
@@ -131,13 +133,14 @@ def test_a_signal_stops_all_and_the_next_call_resumes(tmp_path, fake_theory, mon
     def swallowing(name, *a, **k):
         if name == "b_fixed_head":
             with contextlib.suppress(KeyboardInterrupt):  # what Lightning's Trainer.fit does
-                os.kill(os.getpid(), signal.SIGTERM)
+                os.kill(os.getpid(), getattr(signal, signame))
         return good(name, *a, **k)
 
     monkeypatch.setattr(T, "run_experiment", swallowing)
-    assert main(["repro", "all", "--results", str(tmp_path), "--no-progress"]) == 130
+    assert main(["repro", "all", "--results", str(tmp_path), "--no-progress"]) == code
     out = capsys.readouterr().out
     assert "interrupted during theory/b_fixed_head" in out and "C1  " not in out
+    assert ("SIGTERM" in out) == (signame == "SIGTERM")
     assert fake_theory == ["a_trainable_head", "b_fixed_head"]
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL or callable(signal.getsignal(signal.SIGTERM))
     monkeypatch.setattr(T, "run_experiment", good)

@@ -133,3 +133,59 @@ def test_interrupt_is_recorded_and_reraised_then_resumed(tmp_path):
     assert "interrupted" in (run_dir / "error.txt").read_text() and read_done(run_dir) is None
     out = execute(spec, tmp_path, log=lambda m: None)
     assert out.status == "done" and json.loads((run_dir / "run.json").read_text())["attempt"] == 2
+
+
+@pytest.mark.parametrize("content", ["[]", "garbage{", "", "null", '"a string"', "42"])
+@pytest.mark.parametrize("name", ["done.json", "run.json"])
+def test_corrupt_result_json_is_recomputed_not_a_traceback(tmp_path, name, content):
+    calls: list = []
+    out = execute(_spec(calls), tmp_path, log=lambda m: None)
+    (out.run_dir / name).write_text(content)
+    again = execute(_spec(calls), tmp_path, log=lambda m: None)
+    expected = ("done", 2) if name == "done.json" else ("cached", 1)  # run.json only matters unfinished
+    assert (again.status, len(calls)) == expected
+    assert read_done(again.run_dir)["result"] == {"value": 42}
+
+
+def test_corrupt_output_of_a_finished_run_is_recomputed(tmp_path):
+    calls: list = []
+
+    def verify(run_dir):
+        return None if (run_dir / "work.txt").read_text() == "partial" else "work.txt is corrupt"
+
+    spec = _spec(calls)
+    spec.verify = verify
+    out = execute(spec, tmp_path, log=lambda m: None)
+    assert execute(spec, tmp_path, log=lambda m: None).status == "cached" and len(calls) == 1
+    (out.run_dir / "work.txt").write_text("[]")
+    messages: list[str] = []
+    again = execute(spec, tmp_path, log=messages.append)
+    assert again.status == "done" and len(calls) == 2 and any("work.txt is corrupt" in m for m in messages)
+
+
+def test_unfinished_run_with_corrupt_run_json_resumes(tmp_path):
+    calls: list = []
+    out = execute(_spec(calls, fail=True), tmp_path, log=lambda m: None)
+    (out.run_dir / "run.json").write_text("[]")
+    assert execute(_spec(calls), tmp_path, log=lambda m: None).status == "done"
+
+
+@pytest.mark.parametrize("content", ["[]", "{broken", None])
+def test_theory_runs_verify_their_summary(tmp_path, content):
+    """A finished theory run whose summary.json is corrupt is recomputed (not 'cached' forever),
+    and the claim check treats it as missing rather than crashing."""
+    from solo_offdiag.repro.check import theory_summary
+    from solo_offdiag.repro.experiments import theory_specs
+
+    (spec,) = theory_specs(["a_trainable_head"], "smoke", "cpu", None, progress=False)
+    run_dir = tmp_path / "smoke" / spec.key
+    run_dir.mkdir(parents=True)
+    (run_dir / "done.json").write_text('{"result": {}}')
+    (run_dir / "summary.json").write_text('{"preset": "default"}')
+    assert spec.verify(run_dir) is None
+    if content is None:
+        (run_dir / "summary.json").unlink()
+    else:
+        (run_dir / "summary.json").write_text(content)
+    assert "summary.json" in spec.verify(run_dir)
+    assert theory_summary(tmp_path / "smoke", "a_trainable_head") is None

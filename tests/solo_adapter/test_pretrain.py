@@ -158,3 +158,82 @@ def test_pretrain_with_the_gpu_resident_data_path(image_folder, tmp_path):
     assert state["global_step"] == 2
     offdiag = state["state_dict"]["predictor.offdiag"]
     assert torch.isfinite(offdiag).all() and offdiag.abs().sum() > 0  # the head trained
+
+
+_LAUNCH = "import sys; from solo_offdiag.cli.main import main; sys.exit(main())"
+
+
+def test_sigterm_checkpoints_exits_143_and_the_rerun_finishes_then_does_nothing(image_folder, tmp_path):
+    """Preemption: SIGTERM after the first epoch's checkpoint -> a resumable checkpoint, the run
+    directory printed, exit 143; the same command resumes to the end; once more: nothing to do."""
+    import signal
+    import time
+
+    import torch
+
+    from solo_offdiag.solo_adapter.checkpoints import newest_valid_checkpoint
+
+    overrides = [o for o in TINY if not o.startswith(("+limit_train_batches", "max_epochs"))]
+    cmd = [sys.executable, "-c", _LAUNCH, "pretrain", *overrides, "+limit_train_batches=4", "max_epochs=3",
+           *_paths(image_folder, tmp_path), "name=sigterm"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "WANDB_MODE": "disabled"}
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    base = tmp_path / "trained_models" / "byol_offdiag"
+    deadline = time.monotonic() + 600
+    while not list(base.glob("*/*.ckpt")) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=600)
+    assert proc.returncode == 143, out[-3000:]
+    assert "run directory" in out and "SIGTERM" in out and "Traceback" not in out
+    (run_dir,) = base.iterdir()
+    stopped = newest_valid_checkpoint(run_dir)
+    assert 4 <= stopped.global_step < 12
+
+    again = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    assert f"resuming from {stopped.path}" in again.stdout
+    assert [p.name for p in base.iterdir()] == [run_dir.name]  # the same run directory
+    final = newest_valid_checkpoint(run_dir)
+    assert final.global_step == 12 and final.end_of_epoch and len(list(run_dir.glob("*.ckpt"))) == 1
+    state = torch.load(final.path, map_location="cpu", weights_only=False)
+    assert state["global_step"] == 12
+
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0 and "already finished" in done.stdout and "nothing to do" in done.stdout
+    assert newest_valid_checkpoint(run_dir).mtime == final.mtime  # not retrained
+
+
+def test_torn_checkpoint_is_skipped_and_garbage_explicit_one_refused(image_folder, tmp_path, capsys):
+    """A truncated newest checkpoint (a kill mid-save by a writer that is not atomic) is skipped
+    with a warning naming it; an explicit unreadable resume_from_checkpoint is one clear error."""
+    from solo_offdiag.cli.main import main
+
+    overrides = [*TINY[:-1], "max_epochs=2", *_paths(image_folder, tmp_path), "name=torn"]
+    assert main(["pretrain", *overrides, "+max_steps=2"]) == 0  # epoch 0 done: ep=0 checkpoint
+    (run_dir,) = (tmp_path / "trained_models" / "byol_offdiag").iterdir()
+    (good,) = run_dir.glob("*.ckpt")
+    torn = run_dir / good.name.replace("ep=0", "ep=1")
+    torn.write_bytes(good.read_bytes()[:2048])
+    capsys.readouterr()
+    assert main(["pretrain", *overrides]) == 0
+    out = capsys.readouterr().out
+    assert f"skipping {torn}" in out and f"resuming from {good}" in out
+
+    garbage = tmp_path / "garbage.ckpt"
+    garbage.write_bytes(b"\x00not a checkpoint")
+    code = main(["pretrain", *overrides, f"+resume_from_checkpoint='{garbage}'"])
+    err = capsys.readouterr().err
+    assert code == 2 and "resume_from_checkpoint" in err and str(garbage) in err and "Traceback" not in err
+
+
+def test_corrupt_image_is_named(image_folder, tmp_path, capsys):
+    from solo_offdiag.cli.main import main
+
+    bad = sorted(image_folder.glob("*/*.png"))
+    for path in bad:  # every file: whichever the shuffled first batch reads is named
+        path.write_bytes(b"this is not a png")
+    code = main(["pretrain", *TINY, *_paths(image_folder, tmp_path), "auto_resume.enabled=false", "name=corrupt"])
+    err = capsys.readouterr().err
+    assert code == 2 and "cannot read this image" in err and "Traceback" not in err
+    assert any(str(path) in err for path in bad), err
