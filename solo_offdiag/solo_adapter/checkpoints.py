@@ -42,6 +42,7 @@ __all__ = [
     "newest_valid_checkpoint",
     "read_checkpoint_info",
     "remove_stale_temporaries",
+    "write_run_args",
 ]
 
 #: key our checkpointer adds to every checkpoint: ``{"end_of_epoch": bool}``.
@@ -201,6 +202,17 @@ def find_resumable_run(
     return best
 
 
+def write_run_args(run_dir: Path, args: Mapping[str, Any], wandb_run_id: str | None = None) -> None:
+    """``<run_dir>/args.json`` (atomically): solo's record of a run's config, which resume matches on.
+
+    Written by the checkpointer at train start (as solo's) and by ``solo-offdiag pretrain`` when it
+    creates the run directory, so that a run killed before its first save is still found by
+    :func:`find_resumable_run` and re-run in place, not next to an orphaned directory.
+    """
+    record = {**dict(args), "wandb_run_id": wandb_run_id}
+    atomic_write_text(Path(run_dir) / "args.json", json.dumps(record, default=lambda o: "<not serializable>"))
+
+
 def checkpointer_class() -> type:
     """solo-learn's ``Checkpointer`` with atomic saves, stale-checkpoint clean-up and a SIGTERM save.
 
@@ -231,9 +243,8 @@ def _build_checkpointer_class() -> type:
 
         def save_args(self, trainer: Any) -> None:
             if trainer.is_global_zero:
-                args = OmegaConf.to_container(self.cfg)
-                args["wandb_run_id"] = getattr(self, "wandb_run_id", None)  # type: ignore[index]
-                atomic_write_text(self.path / "args.json", json.dumps(args, default=lambda o: "<not serializable>"))
+                write_run_args(self.path, OmegaConf.to_container(self.cfg),  # type: ignore[arg-type]
+                               getattr(self, "wandb_run_id", None))
 
         def on_save_checkpoint(self, trainer: Any, pl_module: Any, checkpoint: dict[str, Any]) -> None:
             checkpoint[MARKER_KEY] = {"end_of_epoch": bool(self._end_of_epoch)}

@@ -43,6 +43,7 @@ from solo_offdiag.solo_adapter.checkpoints import (
     is_finished,
     read_checkpoint_info,
     remove_stale_temporaries,
+    write_run_args,
 )
 from solo_offdiag.solo_adapter.configs import CONFIGS_PACKAGE, configs_dir
 from solo_offdiag.solo_adapter.methods import METHOD_MODULES
@@ -406,6 +407,9 @@ def run_pretrain(cfg: DictConfig) -> Path:
         run_dir.mkdir(parents=True, exist_ok=True)
         remove_stale_temporaries(run_dir)
         atomic_write_text(run_dir / "config.yaml", OmegaConf.to_yaml(cfg))
+        if cfg.checkpoint.enabled and not (run_dir / "args.json").is_file():
+            # before anything slow: a kill from here on leaves a run that resume finds (in place)
+            write_run_args(run_dir, OmegaConf.to_container(cfg))  # type: ignore[arg-type]
     logger = _logger(cfg, run_dir, run_id, resuming=resume is not None)
     callbacks: list[Any] = [LearningRateMonitor(logging_interval="step")]
     checkpointer = None

@@ -20,6 +20,7 @@ from solo_offdiag.solo_adapter.checkpoints import (
     newest_valid_checkpoint,
     read_checkpoint_info,
     remove_stale_temporaries,
+    write_run_args,
 )
 
 MATCH = ("name", "method", "data.dataset", "max_epochs")
@@ -130,3 +131,15 @@ def test_publish_is_an_atomic_rename(tmp_path):
     target = tmp_path / "x.ckpt"
     target.write_bytes(b"old")
     assert publish(tmp, target) == target and target.read_bytes() == b"new" and not tmp.exists()
+
+
+def test_run_args_written_at_creation_make_a_run_killed_before_training_resumable(tmp_path):
+    """pretrain writes args.json when it creates the run directory (kill battery: a SIGKILL before
+    the checkpointer's own args.json left an orphan directory next to the re-run's)."""
+    cfg = {"name": "x", "method": "byol_offdiag", "max_epochs": 3, "checkpoint": {"dir": str(tmp_path)}}
+    run_dir = tmp_path / "byol_offdiag" / "r7"
+    run_dir.mkdir(parents=True)
+    write_run_args(run_dir, cfg)
+    assert json.loads((run_dir / "args.json").read_text())["wandb_run_id"] is None
+    assert find_resumable_run(cfg, ("name", "method", "max_epochs")) == (None, "r7")
+    assert find_resumable_run({**cfg, "max_epochs": 4}, ("name", "method", "max_epochs")) is None
