@@ -37,6 +37,9 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
     "adam": ("byol_offdiag_paper", []),
     # Adam, weight decay on the head (coupled L2) as the restoring force towards W = I
     "adam_wd": ("byol_offdiag_paper", ["method_kwargs.predictor.weight_decay=0.05"]),
+    # AdamW: decoupled decay on the head (lr * wd * A per step), which a consistent head gradient
+    # (Adam's normalised step ~ lr) outweighs and a noise-dominated one does not
+    "adamw_wd": ("byol_offdiag_paper", ["optimizer.name=adamw", "method_kwargs.predictor.weight_decay=5.0"]),
 }
 
 
