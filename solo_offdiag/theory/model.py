@@ -537,7 +537,8 @@ def _analytic(
             gf2 = gb if all_bn else torch.where(bn, gb, gf2)
         gf2 = gf2 * (~c["stop_gradient"]).to(W.dtype)[:, None, None]
         gu_f = 3.0 * uf2 * (n1 * gf1 + n2 * gf2)
-        gu_n = 3.0 * un2 * (in1 * gf1[..., None] + (1 - in1) * gf2[..., None])
+        # = in1 * gf1 + (1 - in1) * gf2 exactly (in1 is 0/1), in one pass
+        gu_n = 3.0 * un2 * torch.where(in1 > 0, gf1[..., None], gf2[..., None])
     gu_n = gu_n.reshape(B, m, -1)
     g_raw = gu_n * inv  # [B, m, NP]
     # d/dw_j: feature coordinate l of each sample, noise directions, and the 1/||w_j|| factor
