@@ -132,6 +132,9 @@ class SimulationState:
     grad: str = "auto"  # "analytic" (hand-written backward), "autograd", or "auto" (analytic if supported)
     buffer: dict[str, torch.Tensor] | None = None  # pre-drawn samples of the current chunk of steps
     cursor: int = 0  # next step of ``buffer`` to hand out
+    # per-arm stream index [B] for the entries of ``buffer`` kept per data stream (gathered per
+    # step in ``_sample``), or None when every arm has its own stream in order (no gather)
+    stream_index: torch.Tensor | None = None
 
 
 # --------------------------------------------------------------------------------------------
@@ -298,7 +301,8 @@ def _chunk_len(state: SimulationState) -> int:
 
 
 def _refill(state: SimulationState) -> None:
-    """Draw the next chunk of samples of every stream and gather them per arm ``[C, B, ...]``."""
+    """Draw the next chunk of samples of every stream: per arm ``[C, B, ...]`` where the values use
+    per-arm constants (label, amplitude), else per stream ``[C, S, ...]`` (``_sample`` gathers)."""
     s, c = state.structure, state.consts
     B, m, D = state.W.shape
     N, P, K = s.batch_size, s.patches, s.n_feature_patches
@@ -327,17 +331,23 @@ def _refill(state: SimulationState) -> None:
         stacked = torch.stack(cols[name], dim=1)
         return stacked if same else stacked[:, idx].contiguous()
 
+    def per_stream(name: str) -> torch.Tensor:
+        """``[C, S, ...]``, one entry per data stream; ``_sample`` hands out the arms' rows per step
+        (the same values as gathering the whole chunk per arm, without a chunk-sized copy per arm)."""
+        return torch.stack(cols[name], dim=1)
+
     weak = gather("weak_u") < c["p_weak"][:, None]
     amp = torch.where(weak, c["alpha2"][:, None], c["alpha1"][:, None]) * gather("sign")
-    u = gather("u")
-    n1 = torch.searchsorted(c["view_cdf"], u.contiguous(), right=True).clamp_max(K)
+    # the view split depends on the stream only (same law for every arm of a batch)
+    n1 = torch.searchsorted(c["view_cdf"], per_stream("u").contiguous(), right=True).clamp_max(K)
     noise_view1 = (torch.arange(P - K, device=dev) < (P // 2 - n1)[..., None]).to(dt)
     buf = {"weak": weak, "amp": amp, "n1": n1, "noise_view1": noise_view1}
-    if s.sampler == "projected":  # neuron/coordinate-major: [C, B, r, N, P-K]
-        buf["coords"] = gather("coords").permute(0, 1, 4, 2, 3).contiguous()
-        buf["orth"] = gather("orth")
-    else:  # [C, B, D, N, P-K]
-        buf["noise"] = gather("noise").permute(0, 1, 4, 2, 3).contiguous()
+    if s.sampler == "projected":  # neuron/coordinate-major: [C, S, r, N, P-K]
+        buf["coords"] = per_stream("coords").permute(0, 1, 4, 2, 3).contiguous()
+        buf["orth"] = per_stream("orth")
+    else:  # [C, S, D, N, P-K]
+        buf["noise"] = per_stream("noise").permute(0, 1, 4, 2, 3).contiguous()
+    state.stream_index = None if same else idx
     state.buffer = buf
     state.cursor = 0
 
@@ -354,7 +364,12 @@ def _sample(state: SimulationState) -> dict[str, torch.Tensor]:
         _refill(state)
     t = state.cursor
     state.cursor += 1
-    return {k: v[t] for k, v in state.buffer.items()}
+    idx = state.stream_index
+    return {k: v[t] if idx is None or k in _PER_ARM else v[t][idx] for k, v in state.buffer.items()}
+
+
+#: entries of the sample buffer drawn per arm (they use per-arm constants); the rest is per stream
+_PER_ARM = frozenset({"weak", "amp"})
 
 
 def _branch_outputs(
@@ -522,7 +537,8 @@ def _analytic(
             gf2 = gb if all_bn else torch.where(bn, gb, gf2)
         gf2 = gf2 * (~c["stop_gradient"]).to(W.dtype)[:, None, None]
         gu_f = 3.0 * uf2 * (n1 * gf1 + n2 * gf2)
-        gu_n = 3.0 * un2 * (in1 * gf1[..., None] + (1 - in1) * gf2[..., None])
+        # = in1 * gf1 + (1 - in1) * gf2 exactly (in1 is 0/1), in one pass
+        gu_n = 3.0 * un2 * torch.where(in1 > 0, gf1[..., None], gf2[..., None])
     gu_n = gu_n.reshape(B, m, -1)
     g_raw = gu_n * inv  # [B, m, NP]
     # d/dw_j: feature coordinate l of each sample, noise directions, and the 1/||w_j|| factor
