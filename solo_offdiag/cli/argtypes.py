@@ -8,26 +8,24 @@ import argparse
 __all__ = ["device", "non_negative_int", "positive_int"]
 
 
-def positive_int(text: str) -> int:
-    """An integer >= 1 (seeds, threads, counts)."""
+def _int_at_least(text: str, low: int) -> int:
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"got {text!r}; allowed: an integer >= 1") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"got {value}; allowed: an integer >= 1")
+        raise argparse.ArgumentTypeError(f"got {text!r}; allowed: an integer >= {low}") from None
+    if value < low:
+        raise argparse.ArgumentTypeError(f"got {value}; allowed: an integer >= {low}")
     return value
+
+
+def positive_int(text: str) -> int:
+    """An integer >= 1 (seeds, threads, counts)."""
+    return _int_at_least(text, 1)
 
 
 def non_negative_int(text: str) -> int:
     """An integer >= 0 (seed offsets)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"got {text!r}; allowed: an integer >= 0") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"got {value}; allowed: an integer >= 0")
-    return value
+    return _int_at_least(text, 0)
 
 
 def device(text: str) -> str:
