@@ -227,12 +227,7 @@ def time_solo_path(
             stepper.step(*next(batches))
         for _ in range(prefetched):  # whatever the workers made meanwhile: taken, not timed
             next(batches)
-        sync(device)
-        start = time.perf_counter()
-        for _ in range(steps):
-            stepper.step(*next(batches))
-        sync(device)
-        return steps * batch / (time.perf_counter() - start)
+        return time_path(stepper, batches, steps, 0, batch, device)
     finally:
         shutdown = getattr(it, "_shutdown_workers", None)
         if shutdown is not None:

@@ -3,24 +3,13 @@ summary compares against the targets, and bad arguments are refused."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
 
-
-def _load():
-    spec = importlib.util.spec_from_file_location("gpu_check", ROOT / "benchmarks" / "gpu_check.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-def test_summary_compares_with_the_targets(tmp_path):
-    gc = _load()
+def test_summary_compares_with_the_targets(tmp_path, load_benchmark):
+    gc = load_benchmark("gpu_check")
     (tmp_path / "tp_default.json").write_text(json.dumps(
         {"images_per_s": {"a": 9000.0, "b": 16000.0, "c": 17000.0}, "ratios": {"b_over_a": 16 / 9, "b_over_c": 16 / 17}}))  # fmt: skip
     (tmp_path / "tp_recipe.json").write_text(json.dumps(
@@ -30,18 +19,18 @@ def test_summary_compares_with_the_targets(tmp_path):
     assert "GPU run" in (tmp_path / "summary.md").read_text()
 
 
-def test_bad_arguments_are_refused(capsys):
-    gc = _load()
+def test_bad_arguments_are_refused(capsys, load_benchmark):
+    gc = load_benchmark("gpu_check")
     with pytest.raises(SystemExit):
         gc.main(["--only", "env,warp"])
     assert "--only: got ['warp']" in capsys.readouterr().err
 
 
 @pytest.mark.slow
-def test_cpu_smoke_runs_the_sync_step(tmp_path):
+def test_cpu_smoke_runs_the_sync_step(tmp_path, load_benchmark):
     """The real step at toy sizes on the CPU (the GPU-only checks say that they did not run).
     The full ``--cpu-smoke`` run (every step) is too slow for CI on 2 cores; see docs/performance.md."""
-    rc = _load().main(["--cpu-smoke", "--only", "sync", "--out", str(tmp_path), "--budget", "900"])
+    rc = load_benchmark("gpu_check").main(["--cpu-smoke", "--only", "sync", "--out", str(tmp_path), "--budget", "900"])
     log = (tmp_path / "log.txt").read_text()
     assert rc == 0, log
     assert "ran (CPU: sync debug mode not available)  in-place momentum update" in log

@@ -2,25 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 import torch
 
-ROOT = Path(__file__).resolve().parents[2]
 
-
-def _load():
-    spec = importlib.util.spec_from_file_location("throughput_benchmark", ROOT / "benchmarks" / "throughput.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
-    return bench
-
-
-def test_benchmark_runs_on_cpu_and_writes_json(tmp_path, capsys):
-    bench = _load()
+def test_benchmark_runs_on_cpu_and_writes_json(tmp_path, capsys, load_benchmark):
+    bench = load_benchmark("throughput")
     out = tmp_path / "throughput.json"
     argv = ["--device", "cpu", "--batch-size", "4", "--dataset-size", "32", "--steps", "1", "--warmup", "1",
             "--workers", "1", "--proj-hidden", "32", "--proj-out", "16", "--profile", "--json", str(out)]  # fmt: skip
@@ -35,15 +24,15 @@ def test_benchmark_runs_on_cpu_and_writes_json(tmp_path, capsys):
 
 
 @pytest.mark.parametrize(("flag", "value"), [("--steps", "0"), ("--warmup", "-1"), ("--rounds", "0")])
-def test_benchmark_refuses_bad_counts_instead_of_falling_back(flag, value, capsys):
+def test_benchmark_refuses_bad_counts_instead_of_falling_back(flag, value, capsys, load_benchmark):
     with pytest.raises(SystemExit):
-        _load().main(["--device", "cpu", flag, value])
+        load_benchmark("throughput").main(["--device", "cpu", flag, value])
     assert f"{flag}: got {value}; allowed: an integer >=" in capsys.readouterr().err
 
 
-def test_path_a_workers_are_stopped_and_its_queue_drained():
+def test_path_a_workers_are_stopped_and_its_queue_drained(load_benchmark):
     """(a) runs last in a round; its workers exist only inside its own timing call."""
-    bench = _load()
+    bench = load_benchmark("throughput")
     seen = []
 
     class Loader:
