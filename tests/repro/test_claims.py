@@ -15,7 +15,7 @@ from solo_offdiag.theory import criteria as TC
 
 @pytest.fixture(scope="module")
 def raw() -> dict:
-    return yaml.safe_load(C.CLAIMS_FILE.read_text())
+    return yaml.safe_load(C.claims_file().read_text())
 
 
 def test_claims_file_validates_and_covers_c1_to_c8():
