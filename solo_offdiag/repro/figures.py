@@ -23,6 +23,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from solo_offdiag.io import atomic_open, atomic_write_text  # noqa: E402
+from solo_offdiag.repro.tables import HEAD_ORDER  # noqa: E402
 
 __all__ = ["head_trajectory_figure", "rank_spectrum_figure", "write_figures"]
 
@@ -31,12 +32,11 @@ _COLORS = {"mlp": "tab:blue", "linear": "tab:orange", "offdiag": "tab:red", "dia
            "identity": "tab:gray", "directpred": "tab:green", "directcopy": "tab:olive"}
 #: dashed/dotted styles keep overlapping curves (e.g. a collapsed offdiag and identity) visible.
 _STYLES = {"identity": "--", "diagonal": "-.", "directcopy": ":", "directpred": ":"}
-_HEAD_ORDER = ("mlp", "linear", "offdiag", "diagonal", "identity", "directpred", "directcopy")
 
 
 def _run_order(r: dict[str, Any]) -> tuple[Any, ...]:
     head = r["head"]
-    return (r.get("method", ""), _HEAD_ORDER.index(head) if head in _HEAD_ORDER else len(_HEAD_ORDER),
+    return (r.get("method", ""), HEAD_ORDER.index(head) if head in HEAD_ORDER else len(HEAD_ORDER),
             head, r["seed"])
 
 
