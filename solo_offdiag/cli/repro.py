@@ -10,9 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from solo_offdiag.cli import argtypes
+from solo_offdiag.repro.artifact import REPRO_PRESETS
 from solo_offdiag.solo_adapter.requirements import SOLO_COMMIT, SOLO_PIN
-
-PRESETS = ("smoke", "medium", "full")
 
 _DESCRIPTION = f"""\
 Reproduce Wen & Li (NeurIPS 2022): run the experiments behind claims C1-C8, draw the figures,
@@ -55,7 +54,7 @@ def _artifact(p: argparse.ArgumentParser) -> None:
 
 def _common(p: argparse.ArgumentParser, *, run: bool) -> None:
     _artifact(p)
-    p.add_argument("--preset", choices=PRESETS, default="smoke", help="smoke (default), medium or full")
+    p.add_argument("--preset", choices=REPRO_PRESETS, default="smoke", help="smoke (default), medium or full")
     p.add_argument("--results", type=Path, default=Path("results"), help="results folder (default: ./results)")
     p.add_argument("--wait", action="store_true",
                    help="if another repro command holds the results folder, wait for it (default: exit 2 at once)")
@@ -199,7 +198,7 @@ def _select_artifact(folder: Path | None) -> str | None:
         use_artifact(None)
         return f"--artifact {str(folder)!r}: {claims_file().name}: {err}"
     try:
-        for preset in PRESETS:
+        for preset in REPRO_PRESETS:
             image_grid(preset)
     except (ValueError, OSError, yaml.YAMLError) as err:
         use_artifact(None)

@@ -9,11 +9,14 @@ from __future__ import annotations
 import importlib.resources
 from pathlib import Path
 
-__all__ = ["ARTIFACT_FILES", "ARTIFACT_PACKAGE", "ArtifactError", "artifact_dir", "artifact_file",
+__all__ = ["ARTIFACT_FILES", "ARTIFACT_PACKAGE", "REPRO_PRESETS", "ArtifactError", "artifact_dir", "artifact_file",
            "packaged_artifact_dir", "use_artifact"]
 
 #: the package name under which pyproject.toml ships artifact/ (its data files only).
 ARTIFACT_PACKAGE = "solo_offdiag_artifact"
+#: the reproduction's presets: each claim check and the pinned image config have a section per
+#: preset (the theory package's own presets are ``theory.experiments.THEORY_PRESETS``).
+REPRO_PRESETS = ("smoke", "medium", "full")
 #: the files an artifact folder holds (the packaged one, or one given with ``--artifact DIR``).
 ARTIFACT_FILES = ("claims.yaml", "configs/image_heads.yaml")
 #: artifact/ of the source checkout, used when the package is not installed (a plain checkout, or

@@ -38,14 +38,14 @@ from solo_offdiag.claim_registry import (
     get_criterion,
     register_criterion,
 )
-from solo_offdiag.repro.artifact import artifact_file
+from solo_offdiag.repro.artifact import REPRO_PRESETS, artifact_file
 from solo_offdiag.repro.experiments import peak_over_final
 from solo_offdiag.theory import criteria as _theory_criteria  # noqa: F401  (registers the theory criteria)
 
 __all__ = [
     "claims_file",
     "criterion_params",
-    "PRESETS",
+    "REPRO_PRESETS",
     "Check",
     "Claim",
     "ClaimsFileError",
@@ -55,7 +55,6 @@ __all__ = [
     "load_claims",
 ]
 
-PRESETS = ("smoke", "medium", "full")
 #: presets a check may leave out: it then uses the named preset's section (the theory checks run
 #: the same theory preset for every repro preset).
 PRESET_FALLBACK = {"medium": "smoke"}
@@ -168,7 +167,7 @@ def parse_claims(data: Mapping[str, Any]) -> list[Claim]:
             name = _require(k, "name", cw, str)
             criterion = _require(k, "criterion", cw, str)
             params = {}
-            for preset in PRESETS:
+            for preset in REPRO_PRESETS:
                 if preset not in k and preset in PRESET_FALLBACK:
                     params[preset] = dict(params[PRESET_FALLBACK[preset]])
                     continue
@@ -182,7 +181,7 @@ def parse_claims(data: Mapping[str, Any]) -> list[Claim]:
                     raise ClaimsFileError(f"{cw}.function: {err}") from None
                 if not str(k["experiment"]).startswith("theory/"):
                     raise ClaimsFileError(f"{cw}.experiment: theory checks name 'theory/<experiment>'")
-                for preset in PRESETS:
+                for preset in REPRO_PRESETS:
                     if params[preset].get("preset") not in ("default", "smoke"):
                         raise ClaimsFileError(f"{cw}.{preset}.preset: the theory preset, 'default' or 'smoke'")
             else:
@@ -191,7 +190,7 @@ def parse_claims(data: Mapping[str, Any]) -> list[Claim]:
                 except UnknownCriterionError as err:
                     raise ClaimsFileError(f"{cw}.criterion: {err} (or 'theory' with a function)") from None
                 function = None
-                for preset in PRESETS:
+                for preset in REPRO_PRESETS:
                     if not params[preset].get("reason"):
                         raise ClaimsFileError(f"{cw}.{preset}: give the 'reason' for these thresholds")
                     _require(params[preset], "datasets", f"{cw}.{preset}", list)

@@ -29,7 +29,7 @@ from solo_offdiag.solo_adapter.requirements import SOLO_PIN
 __all__ = [
     "image_config",
     "IMAGE_EXPERIMENT",
-    "THEORY_PRESET",
+    "THEORY_PRESET_FOR",
     "describe",
     "head_offdiag_summary",
     "image_grid",
@@ -50,7 +50,7 @@ SOLO_INSTALL_HINT = (
     f"'git+https://github.com/vturrisi/solo-learn@{SOLO_PIN}' (artifact/README.md, 'Enabling the image experiments')"
 )
 #: repro preset -> theory preset (the claims file's theory checks say the same; a test asserts it).
-THEORY_PRESET = {"smoke": "default", "medium": "default", "full": "default"}
+THEORY_PRESET_FOR = {"smoke": "default", "medium": "default", "full": "default"}
 
 
 def theory_experiments() -> list[str]:
@@ -80,7 +80,7 @@ def theory_specs(names: Sequence[str], preset: str, device: str, seeds: int | No
                  progress: bool = True, seed_offset: int = 0) -> list[RunSpec]:
     """One RunSpec per theory experiment; ``seed_offset`` (first seed) is part of the run's config,
     hence of run.json and the fingerprint (another offset is another run)."""
-    theory_preset = THEORY_PRESET[preset]
+    theory_preset = THEORY_PRESET_FOR[preset]
     specs = []
     for name in names:
         config = {"experiment": name, "theory_preset": theory_preset, "device": device, "seeds": seeds,

@@ -165,11 +165,12 @@ def rank_spectrum_figure(records: Sequence[dict[str, Any]], path: Path) -> Path 
 def write_figures(preset_dir: Path, preset: str | None = None) -> list[Path]:
     """Draw the image figures into ``<preset_dir>/figures`` and index every figure of the preset
     (``preset``: whose C3 thresholds to draw; default: the folder's name)."""
+    from solo_offdiag.repro.artifact import REPRO_PRESETS
     from solo_offdiag.repro.check import image_records
-    from solo_offdiag.repro.claims import PRESETS, criterion_params
+    from solo_offdiag.repro.claims import criterion_params
 
     preset = preset or preset_dir.name
-    c3 = criterion_params("c3_rise_fall", preset) if preset in PRESETS else None
+    c3 = criterion_params("c3_rise_fall", preset) if preset in REPRO_PRESETS else None
     folder = preset_dir / "figures"
     folder.mkdir(parents=True, exist_ok=True)
     records = image_records(preset_dir)
