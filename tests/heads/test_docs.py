@@ -67,3 +67,12 @@ def test_the_nonlinear_head_message_lists_the_registrys_linear_kinds():
         head_matrix(Module(), who="HeadDynamics")
     assert f"({', '.join(list_heads(linear=True))})" in str(err.value)
     assert list_heads(linear=False) == [k for k in list_heads() if not HEADS[k].is_linear]
+
+
+def test_the_solo_learn_doc_names_every_registered_kind():
+    import re
+
+    text = (ROOT / "docs" / "solo_learn.md").read_text(encoding="utf-8")
+    paragraph = text.split("Heads (`solo-offdiag heads`):", 1)[1].split("\nBackbone", 1)[0]
+    named = {word for word in re.findall(r"`(\w+)`", paragraph) if not word.isupper() and len(word) > 1}
+    assert named == set(list_heads())
