@@ -43,8 +43,6 @@ from solo_offdiag.repro.experiments import peak_over_final
 from solo_offdiag.theory import criteria as _theory_criteria  # noqa: F401  (registers the theory criteria)
 
 __all__ = [
-    "claims_file",
-    "criterion_params",
     "REPRO_PRESETS",
     "Check",
     "Claim",
@@ -52,6 +50,8 @@ __all__ = [
     "c1_competitive",
     "c2_identity_collapse",
     "c3_rise_fall",
+    "claims_file",
+    "criterion_params",
     "load_claims",
 ]
 
@@ -116,8 +116,7 @@ class Claim:
 # Loading and validation
 # ------------------------------------------------------------------------------------------
 _CLAIM_KEYS = {"id", "statement", "kind", "figure_or_table", "checks", "paper_value", "paper_value_source"}
-_CHECK_KEYS = {"name", "experiment", "metric", "criterion", "full", "medium", "smoke", "function", "kwargs",
-               "thresholds"}
+_CHECK_KEYS = {"name", "experiment", "metric", "criterion", *REPRO_PRESETS, "function", "kwargs", "thresholds"}
 
 
 def _require(mapping: Mapping[str, Any], key: str, where: str, kind: type | tuple[type, ...]) -> Any:
