@@ -41,7 +41,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import torch
 
-from solo_offdiag.heads import HEADS
+from solo_offdiag.heads import list_heads
 
 __all__ = [
     "EMBEDDING_KEYS",
@@ -50,7 +50,6 @@ __all__ = [
     "LinearHeadLike",
     "embeddings_from",
     "head_matrix",
-    "linear_head_kinds",
 ]
 
 #: Keys of ``training_step``/``validation_step`` outputs the callbacks read.
@@ -75,11 +74,6 @@ class AnalysisModule(Protocol):
     prediction_head: LinearHeadLike
 
     def training_step(self, *args: Any, **kwargs: Any) -> Mapping[str, Any]: ...
-
-
-def linear_head_kinds() -> list[str]:
-    """The registered head kinds whose ``matrix()`` is a matrix (``is_linear``), sorted."""
-    return sorted(kind for kind, cls in HEADS.items() if cls.is_linear)
 
 
 def head_matrix(module: Any, *, who: str) -> torch.Tensor:
@@ -109,7 +103,7 @@ def head_matrix(module: Any, *, who: str) -> torch.Tensor:
         raise AnalysisProtocolError(
             f"{who} needs a linear prediction head, but {name}.prediction_head "
             f"({type(head).__name__}) is nonlinear: its matrix() returned None. Use a linear head "
-            f"kind ({', '.join(linear_head_kinds())}) or disable this callback "
+            f"kind ({', '.join(list_heads(linear=True))}) or disable this callback "
             "(analysis.head_dynamics / analysis.alignment: false)"
         )
     if (

@@ -10,9 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from solo_offdiag.cli import argtypes
+from solo_offdiag.repro.artifact import REPRO_PRESETS
 from solo_offdiag.solo_adapter.requirements import SOLO_COMMIT, SOLO_PIN
-
-PRESETS = ("smoke", "medium", "full")
 
 _DESCRIPTION = f"""\
 Reproduce Wen & Li (NeurIPS 2022): run the experiments behind claims C1-C8, draw the figures,
@@ -31,6 +30,10 @@ is repeated. One writer per results folder: a second command on the same folder 
 holder's PID (or waits, with --wait). Exit codes: 0 ok, 1 a failed run or claim, 2 bad input or
 folder in use, 130 Ctrl-C, 143 SIGTERM (finished runs and checkpoints are kept).
 
+The claims file and the pinned image configs are the packaged copy of artifact/ unless
+--artifact DIR names another folder holding claims.yaml and configs/image_heads.yaml (e.g. an
+edited copy of artifact/); every command takes it and validates the folder before any work.
+
 commands:
   list                       the experiments
   run EXPERIMENT [...]       run experiments (a theory experiment name or image_heads)
@@ -43,8 +46,15 @@ The image experiment needs solo-learn 1.0.6 (github.com/vturrisi/solo-learn, com
 Without it `all` skips the image experiment, says so, and checks the theory claims."""
 
 
+def _artifact(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--artifact", type=Path, default=None, metavar="DIR",
+                   help="take claims.yaml and configs/image_heads.yaml from DIR (default: the packaged "
+                        "copy of artifact/)")
+
+
 def _common(p: argparse.ArgumentParser, *, run: bool) -> None:
-    p.add_argument("--preset", choices=PRESETS, default="smoke", help="smoke (default), medium or full")
+    _artifact(p)
+    p.add_argument("--preset", choices=REPRO_PRESETS, default="smoke", help="smoke (default), medium or full")
     p.add_argument("--results", type=Path, default=Path("results"), help="results folder (default: ./results)")
     p.add_argument("--wait", action="store_true",
                    help="if another repro command holds the results folder, wait for it (default: exit 2 at once)")
@@ -72,7 +82,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="repro_command", metavar="{list,run,figures,tables,check,all}")
 
     p = sub.add_parser("list", help="list the experiments and the claims they serve")
-    p.set_defaults(func=_list)
+    _artifact(p)
+    p.set_defaults(func=_with_artifact(_list))
 
     p = sub.add_parser("run", help="run (or resume) experiments",
                        description="Run experiments; finished runs are skipped, unfinished ones resumed.")
@@ -90,7 +101,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.set_defaults(func=_locked(_tables))
 
     p = sub.add_parser("check", help="a PASS/FAIL/SKIPPED line per claim; exit 1 on any FAIL",
-                       description="Judge every claim of artifact/claims.yaml on the finished runs. "
+                       description="Judge every claim of the claims file (artifact/claims.yaml, or "
+                                   "--artifact DIR's) on the finished runs. "
                                    "Exit 1 on any FAIL; SKIPPED (missing evidence) fails only with --strict.")
     _common(p, run=False)
     p.add_argument("--strict", action="store_true", help="SKIPPED claims fail too (for the full study)")
@@ -165,8 +177,57 @@ def _interrupted(err: BaseException | None = None) -> int:
     return 143 if sigterm else 130
 
 
+def _select_artifact(folder: Path | None) -> str | None:
+    """Use the artifact folder ``folder`` (None: the packaged copy), its files validated; the
+    error message if it is not usable (the packaged copy is then in use)."""
+    import yaml
+
+    from solo_offdiag.repro.artifact import ArtifactError, use_artifact
+    from solo_offdiag.repro.claims import claims_file, load_claims
+    from solo_offdiag.repro.experiments import image_grid
+
+    try:
+        use_artifact(folder)
+    except ArtifactError as err:
+        return str(err)
+    if folder is None:
+        return None
+    try:
+        load_claims()
+    except (ValueError, OSError, yaml.YAMLError) as err:
+        use_artifact(None)
+        return f"--artifact {str(folder)!r}: {claims_file().name}: {err}"
+    try:
+        for preset in REPRO_PRESETS:
+            image_grid(preset)
+    except (ValueError, OSError, yaml.YAMLError) as err:
+        use_artifact(None)
+        return f"--artifact {str(folder)!r}: {err}"
+    return None
+
+
+def _with_artifact(func: Any) -> Any:
+    """Run ``func(args)`` with ``--artifact DIR`` in use (exit 2, naming the problem, if it is not usable)."""
+    def wrapper(args: argparse.Namespace) -> int:
+        from solo_offdiag.repro.artifact import use_artifact
+
+        error = _select_artifact(args.artifact)
+        if error is not None:
+            print(f"solo-offdiag repro: {error}", flush=True)
+            return 2
+        try:
+            return int(func(args))
+        finally:
+            use_artifact(None)  # the packaged copy again (main() may be called again in-process)
+
+    wrapper.__name__ = getattr(func, "__name__", "with_artifact")
+    return wrapper
+
+
 def _locked(func: Any) -> Any:
-    """Run ``func(args)`` holding the results folder's lock (exit 2 if another process holds it)."""
+    """Run ``func(args)`` with ``--artifact DIR`` in use, holding the results folder's lock (exit 2
+    if the folder is not usable or another process holds the lock)."""
+    @_with_artifact
     def wrapper(args: argparse.Namespace) -> int:
         from solo_offdiag.repro.lock import ResultsLocked, results_lock
 
@@ -200,7 +261,7 @@ def _threads(args: argparse.Namespace) -> int | None:
 def _figures(args: argparse.Namespace) -> int:
     from solo_offdiag.repro.figures import write_figures
 
-    paths = write_figures(args.results / args.preset)
+    paths = write_figures(args.results / args.preset, args.preset)
     for p in paths:
         print(p)
     print(f"index: {args.results / args.preset / 'figures' / 'index.md'}")

@@ -43,9 +43,10 @@ def register_head(name: str) -> Callable[[H], H]:
     return decorator
 
 
-def list_heads() -> list[str]:
-    """The registered head kinds, sorted."""
-    return sorted(HEADS)
+def list_heads(*, linear: bool | None = None) -> list[str]:
+    """The registered head kinds, sorted; ``linear=True``/``False``: only those whose ``matrix()``
+    is (is not) their effective matrix (:attr:`PredictionHead.is_linear`)."""
+    return sorted(kind for kind, cls in HEADS.items() if linear is None or cls.is_linear == linear)
 
 
 def _resolve(kind: str) -> type[PredictionHead]:

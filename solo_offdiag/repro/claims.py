@@ -38,24 +38,23 @@ from solo_offdiag.claim_registry import (
     get_criterion,
     register_criterion,
 )
-from solo_offdiag.repro.artifact import artifact_file
+from solo_offdiag.repro.artifact import REPRO_PRESETS, artifact_file
+from solo_offdiag.repro.experiments import peak_over_final
 from solo_offdiag.theory import criteria as _theory_criteria  # noqa: F401  (registers the theory criteria)
 
 __all__ = [
-    "CLAIMS_FILE",
-    "PRESETS",
+    "REPRO_PRESETS",
     "Check",
     "Claim",
     "ClaimsFileError",
     "c1_competitive",
     "c2_identity_collapse",
     "c3_rise_fall",
+    "claims_file",
+    "criterion_params",
     "load_claims",
 ]
 
-#: artifact/claims.yaml: the installed package's copy, else the source checkout's.
-CLAIMS_FILE = artifact_file("claims.yaml")
-PRESETS = ("smoke", "medium", "full")
 #: presets a check may leave out: it then uses the named preset's section (the theory checks run
 #: the same theory preset for every repro preset).
 PRESET_FALLBACK = {"medium": "smoke"}
@@ -117,8 +116,7 @@ class Claim:
 # Loading and validation
 # ------------------------------------------------------------------------------------------
 _CLAIM_KEYS = {"id", "statement", "kind", "figure_or_table", "checks", "paper_value", "paper_value_source"}
-_CHECK_KEYS = {"name", "experiment", "metric", "criterion", "full", "medium", "smoke", "function", "kwargs",
-               "thresholds"}
+_CHECK_KEYS = {"name", "experiment", "metric", "criterion", *REPRO_PRESETS, "function", "kwargs", "thresholds"}
 
 
 def _require(mapping: Mapping[str, Any], key: str, where: str, kind: type | tuple[type, ...]) -> Any:
@@ -168,7 +166,7 @@ def parse_claims(data: Mapping[str, Any]) -> list[Claim]:
             name = _require(k, "name", cw, str)
             criterion = _require(k, "criterion", cw, str)
             params = {}
-            for preset in PRESETS:
+            for preset in REPRO_PRESETS:
                 if preset not in k and preset in PRESET_FALLBACK:
                     params[preset] = dict(params[PRESET_FALLBACK[preset]])
                     continue
@@ -182,7 +180,7 @@ def parse_claims(data: Mapping[str, Any]) -> list[Claim]:
                     raise ClaimsFileError(f"{cw}.function: {err}") from None
                 if not str(k["experiment"]).startswith("theory/"):
                     raise ClaimsFileError(f"{cw}.experiment: theory checks name 'theory/<experiment>'")
-                for preset in PRESETS:
+                for preset in REPRO_PRESETS:
                     if params[preset].get("preset") not in ("default", "smoke"):
                         raise ClaimsFileError(f"{cw}.{preset}.preset: the theory preset, 'default' or 'smoke'")
             else:
@@ -191,7 +189,7 @@ def parse_claims(data: Mapping[str, Any]) -> list[Claim]:
                 except UnknownCriterionError as err:
                     raise ClaimsFileError(f"{cw}.criterion: {err} (or 'theory' with a function)") from None
                 function = None
-                for preset in PRESETS:
+                for preset in REPRO_PRESETS:
                     if not params[preset].get("reason"):
                         raise ClaimsFileError(f"{cw}.{preset}: give the 'reason' for these thresholds")
                     _require(params[preset], "datasets", f"{cw}.{preset}", list)
@@ -210,11 +208,26 @@ def parse_claims(data: Mapping[str, Any]) -> list[Claim]:
     return claims
 
 
+def claims_file() -> Path:
+    """``claims.yaml`` of the artifact in use (``--artifact DIR``, else the packaged copy)."""
+    return artifact_file("claims.yaml")
+
+
+def criterion_params(criterion: str, preset: str, claims: Sequence[Claim] | None = None) -> dict[str, Any] | None:
+    """The ``preset`` parameters of the first check judged by ``criterion`` (None if no check is),
+    e.g. the C3 thresholds the figures draw: the file is their one definition."""
+    for claim in claims if claims is not None else load_claims():
+        for check in claim.checks:
+            if check.criterion_name == criterion and preset in check.params:
+                return dict(check.params[preset])
+    return None
+
+
 def load_claims(path: str | Path | None = None) -> list[Claim]:
-    """Load and validate the claims file (default: ``artifact/claims.yaml``)."""
+    """Load and validate the claims file (default: :func:`claims_file`)."""
     import yaml
 
-    path = Path(path) if path is not None else CLAIMS_FILE
+    path = Path(path) if path is not None else claims_file()
     if not path.is_file():
         raise ClaimsFileError(f"claims file not found: {path}")
     with open(path, encoding="utf-8") as handle:
@@ -325,7 +338,7 @@ def c3_rise_fall(records: Sequence[Mapping[str, Any]], params: Mapping[str, Any]
         ok = [h["peak"] > 0 and h["peak"] >= pof * h["final"] and h["peak_position"] <= latest for h in runs]
         frac = sum(ok) / len(runs)
         per[ds] = frac >= min_fraction
-        ratios = [h["peak"] / max(h["final"], 1e-300) for h in runs]
+        ratios = [peak_over_final(h) for h in runs]
         measured[ds] = {"fraction_passing": frac, "peak_over_final": ratios,
                         "peak_position": [h["peak_position"] for h in runs]}
         parts.append(f"{ds}: {sum(ok)}/{len(runs)} runs (peak/final "

@@ -27,22 +27,22 @@ from solo_offdiag.repro.runner import RunSpec
 from solo_offdiag.solo_adapter.requirements import SOLO_PIN
 
 __all__ = [
-    "IMAGE_CONFIG",
+    "image_config",
     "IMAGE_EXPERIMENT",
-    "THEORY_PRESET",
+    "THEORY_PRESET_FOR",
     "describe",
     "head_offdiag_summary",
     "image_grid",
     "image_specs",
     "image_unavailable",
     "list_experiments",
+    "peak_over_final",
     "solo_run_dir",
     "specs_for",
     "theory_experiments",
     "theory_specs",
 ]
 
-IMAGE_CONFIG = artifact_file("configs", "image_heads.yaml")
 IMAGE_EXPERIMENT = "image_heads"
 #: the one-line install hint printed with every SKIPPED image check.
 SOLO_INSTALL_HINT = (
@@ -50,7 +50,7 @@ SOLO_INSTALL_HINT = (
     f"'git+https://github.com/vturrisi/solo-learn@{SOLO_PIN}' (artifact/README.md, 'Enabling the image experiments')"
 )
 #: repro preset -> theory preset (the claims file's theory checks say the same; a test asserts it).
-THEORY_PRESET = {"smoke": "default", "medium": "default", "full": "default"}
+THEORY_PRESET_FOR = {"smoke": "default", "medium": "default", "full": "default"}
 
 
 def theory_experiments() -> list[str]:
@@ -80,7 +80,7 @@ def theory_specs(names: Sequence[str], preset: str, device: str, seeds: int | No
                  progress: bool = True, seed_offset: int = 0) -> list[RunSpec]:
     """One RunSpec per theory experiment; ``seed_offset`` (first seed) is part of the run's config,
     hence of run.json and the fingerprint (another offset is another run)."""
-    theory_preset = THEORY_PRESET[preset]
+    theory_preset = THEORY_PRESET_FOR[preset]
     specs = []
     for name in names:
         config = {"experiment": name, "theory_preset": theory_preset, "device": device, "seeds": seeds,
@@ -119,14 +119,21 @@ def image_unavailable() -> str | None:
     return None if ok else reason
 
 
-def image_grid(preset: str, config_path: Path = IMAGE_CONFIG) -> dict[str, Any]:
-    """The preset's section of the pinned image config."""
+def image_config() -> Path:
+    """The pinned image config of the artifact in use (``--artifact DIR``, else the packaged copy)."""
+    return artifact_file("configs", "image_heads.yaml")
+
+
+def image_grid(preset: str, config_path: Path | None = None) -> dict[str, Any]:
+    """The preset's section of the pinned image config (default: :func:`image_config`)."""
     import yaml
 
+    config_path = config_path if config_path is not None else image_config()
     with open(config_path, encoding="utf-8") as handle:
         data = yaml.safe_load(handle)
-    if preset not in data:
-        raise ValueError(f"{config_path}: no section {preset!r}")
+    if not isinstance(data, dict) or not isinstance(data.get(preset), dict):
+        found = ", ".join(map(str, data)) if isinstance(data, dict) else type(data).__name__
+        raise ValueError(f"{config_path}: no section {preset!r} (found: {found or 'nothing'})")
     return data[preset]
 
 
@@ -262,7 +269,11 @@ def _series(metrics: dict[str, Any], column: str) -> tuple[list[int], list[float
 
 
 def head_offdiag_summary(steps: Sequence[int], values: Sequence[float]) -> dict[str, Any] | None:
-    """Peak, final value and relative peak position of a ||W - I||_F series (None if empty)."""
+    """Peak, final value and relative peak position of a ||W - I||_F series (None if empty).
+
+    The one definition of these statistics: the image records, the C3 criterion
+    (:func:`solo_offdiag.repro.claims.c3_rise_fall`) and the C3 figure all use it.
+    """
     if len(values) < 2:
         return None
     i = max(range(len(values)), key=lambda k: values[k])
@@ -271,6 +282,11 @@ def head_offdiag_summary(steps: Sequence[int], values: Sequence[float]) -> dict[
             "final_step": int(steps[-1]),
             "peak_position": float((steps[i] - steps[0]) / span) if span > 0 else 1.0,
             "n_points": len(values)}
+
+
+def peak_over_final(summary: dict[str, Any]) -> float:
+    """``peak / final`` of a :func:`head_offdiag_summary` (a final value of 0 counts as 1e-300)."""
+    return float(summary["peak"]) / max(float(summary["final"]), 1e-300)
 
 
 def analysis_summary(analysis_dir: Path) -> dict[str, Any]:

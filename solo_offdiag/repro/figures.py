@@ -23,6 +23,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from solo_offdiag.io import atomic_open, atomic_write_text  # noqa: E402
+from solo_offdiag.repro.tables import HEAD_ORDER  # noqa: E402
 
 __all__ = ["head_trajectory_figure", "rank_spectrum_figure", "write_figures"]
 
@@ -31,12 +32,11 @@ _COLORS = {"mlp": "tab:blue", "linear": "tab:orange", "offdiag": "tab:red", "dia
            "identity": "tab:gray", "directpred": "tab:green", "directcopy": "tab:olive"}
 #: dashed/dotted styles keep overlapping curves (e.g. a collapsed offdiag and identity) visible.
 _STYLES = {"identity": "--", "diagonal": "-.", "directcopy": ":", "directpred": ":"}
-_HEAD_ORDER = ("mlp", "linear", "offdiag", "diagonal", "identity", "directpred", "directcopy")
 
 
 def _run_order(r: dict[str, Any]) -> tuple[Any, ...]:
     head = r["head"]
-    return (r.get("method", ""), _HEAD_ORDER.index(head) if head in _HEAD_ORDER else len(_HEAD_ORDER),
+    return (r.get("method", ""), HEAD_ORDER.index(head) if head in HEAD_ORDER else len(HEAD_ORDER),
             head, r["seed"])
 
 
@@ -63,8 +63,16 @@ def _datasets(records: Sequence[dict[str, Any]]) -> list[str]:
     return sorted({r["dataset"] for r in records})
 
 
-def head_trajectory_figure(records: Sequence[dict[str, Any]], path: Path) -> Path | None:
-    """C3 figure; None when no run has a head trajectory."""
+def head_trajectory_figure(records: Sequence[dict[str, Any]], path: Path,
+                           c3: dict[str, Any] | None = None) -> Path | None:
+    """C3 figure; None when no run has a head trajectory.
+
+    ``c3``: the C3 image criterion's parameters of the preset (``peak_over_final``,
+    ``peak_position_max``; :func:`solo_offdiag.repro.claims.criterion_params`), drawn as the
+    threshold lines; None draws none. The peak statistics are :func:`head_offdiag_summary`'s.
+    """
+    from solo_offdiag.repro.experiments import head_offdiag_summary, peak_over_final
+
     datasets = [d for d in _datasets(records)
                 if any(r["dataset"] == d and r.get("head_offdiag") for r in records)]
     if not datasets:
@@ -83,25 +91,25 @@ def head_trajectory_figure(records: Sequence[dict[str, Any]], path: Path) -> Pat
             steps, vals = m["step"][ok], m["head/offdiag_fro"][ok]
             last_step = max(last_step, int(steps[-1]))
             color = _COLORS.get(r["head"], "black")
-            i = int(np.argmax(vals))
-            ratio = vals[i] / vals[-1] if vals[-1] > 0 else float("inf")
-            position = (steps[i] - steps[0]) / max(steps[-1] - steps[0], 1)
+            stats = head_offdiag_summary([int(s) for s in steps], [float(v) for v in vals])
             ax.plot(steps, vals, _STYLES.get(r["head"], "-"), color=color, lw=1.5, alpha=0.9,
-                    label=f"{_label(r)}: peak/final {ratio:.2f}, peak at {position:.0%}")
-            ax.plot(steps[i], vals[i], "o", color=color, ms=6)
-            if r["head"] == "offdiag":  # the C3 criterion: end at <= half the peak
-                ax.axhline(vals[i] / 2, color=color, lw=0.8, ls=":", alpha=0.7)
-        if last_step:
-            ax.axvspan(0.8 * last_step, last_step, color="0.85", alpha=0.5, lw=0,
-                       label="last 20% of training (a peak here fails C3)")
+                    label=f"{_label(r)}: peak/final {peak_over_final(stats):.2f}, "
+                          f"peak at {stats['peak_position']:.0%}")
+            ax.plot(stats["peak_step"], stats["peak"], "o", color=color, ms=6)
+            if r["head"] == "offdiag" and c3:  # the C3 criterion: end at <= peak / peak_over_final
+                ax.axhline(stats["peak"] / c3["peak_over_final"], color=color, lw=0.8, ls=":", alpha=0.7)
+        if last_step and c3:
+            latest = c3["peak_position_max"]
+            ax.axvspan(latest * last_step, last_step, color="0.85", alpha=0.5, lw=0,
+                       label=f"last {1 - latest:.0%} of training (a peak here fails C3)")
         ax.set_title(f"{ds}: ||W - I||_F of the prediction head", fontsize=10)
         ax.set_xlabel("training step")
         ax.set_ylabel("||W - I||_F")
         ax.set_ylim(bottom=0)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7, loc="best")
-    fig.suptitle("C3: off-diagonal magnitude rises then falls? (dot: peak; dotted: half the offdiag peak)",
-                 fontsize=10)
+    threshold = f"; dotted: offdiag peak / {c3['peak_over_final']:g}" if c3 else ""
+    fig.suptitle(f"C3: off-diagonal magnitude rises then falls? (dot: peak{threshold})", fontsize=10)
     return _save(fig, path)
 
 
@@ -154,14 +162,19 @@ def rank_spectrum_figure(records: Sequence[dict[str, Any]], path: Path) -> Path 
     return _save(fig, path)
 
 
-def write_figures(preset_dir: Path) -> list[Path]:
-    """Draw the image figures into ``<preset_dir>/figures`` and index every figure of the preset."""
+def write_figures(preset_dir: Path, preset: str | None = None) -> list[Path]:
+    """Draw the image figures into ``<preset_dir>/figures`` and index every figure of the preset
+    (``preset``: whose C3 thresholds to draw; default: the folder's name)."""
+    from solo_offdiag.repro.artifact import REPRO_PRESETS
     from solo_offdiag.repro.check import image_records
+    from solo_offdiag.repro.claims import criterion_params
 
+    preset = preset or preset_dir.name
+    c3 = criterion_params("c3_rise_fall", preset) if preset in REPRO_PRESETS else None
     folder = preset_dir / "figures"
     folder.mkdir(parents=True, exist_ok=True)
     records = image_records(preset_dir)
-    made = [p for p in (head_trajectory_figure(records, folder / "c3_head_trajectory.png"),
+    made = [p for p in (head_trajectory_figure(records, folder / "c3_head_trajectory.png", c3),
                         rank_spectrum_figure(records, folder / "rank_spectrum.png")) if p is not None]
     theory = sorted((preset_dir / "theory").glob("*/*.png"))
     lines = ["# Figures", "", "## Image experiment (claims C2, C3)", ""]

@@ -241,7 +241,7 @@ def run_all(
                                seed_offset=seed_offset)
     preset_dir = results / preset
     try:
-        figures = write_figures(preset_dir)
+        figures = write_figures(preset_dir, preset)
     except Exception as err:  # a figure must not cost the claim check; reported instead
         figures = []
         log(f"[repro] figures failed ({type(err).__name__}: {err}); re-run `solo-offdiag repro figures`")

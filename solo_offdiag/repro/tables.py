@@ -30,6 +30,8 @@ from solo_offdiag.io import atomic_write_text
 __all__ = ["FORMATS", "Table", "c1_c2_table", "claims_table", "theory_table", "write_tables"]
 
 FORMATS = ("md", "tex", "csv")
+#: the order of the heads in tables and figure legends (the paper's arms first); a registered head
+#: not listed comes last, by name.
 HEAD_ORDER = ("mlp", "linear", "offdiag", "diagonal", "identity", "directpred", "directcopy")
 
 

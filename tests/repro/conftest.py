@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from solo_offdiag.io import atomic_write_json, atomic_write_npz, atomic_write_text
-from solo_offdiag.repro.experiments import THEORY_PRESET
+from solo_offdiag.repro.experiments import THEORY_PRESET_FOR
 
 
 def theory_run(good: bool, seed: int = 0) -> dict[str, Any]:
@@ -31,7 +31,7 @@ def theory_run(good: bool, seed: int = 0) -> dict[str, Any]:
             "e21_peak": 0.5, "substitution_duration": None}
 
 
-def theory_summary(name: str, good: bool, preset: str = THEORY_PRESET["smoke"]) -> dict[str, Any]:
+def theory_summary(name: str, good: bool, preset: str = THEORY_PRESET_FOR["smoke"]) -> dict[str, Any]:
     """A summary.json of theory experiment `name` whose claim passes iff `good`."""
     def arm(ok: bool) -> dict[str, Any]:
         return {"runs": [theory_run(ok, s) for s in range(4)]}
@@ -70,7 +70,7 @@ def write_finished(run_dir: Path, result: dict[str, Any], config: dict[str, Any]
                                               "result": result})
 
 
-def write_theory_results(preset_dir: Path, good: bool = True, preset: str = THEORY_PRESET["smoke"],
+def write_theory_results(preset_dir: Path, good: bool = True, preset: str = THEORY_PRESET_FOR["smoke"],
                          names: list[str] | None = None) -> None:
     for name in names or THEORY:
         run_dir = preset_dir / "theory" / name

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 import yaml
@@ -11,6 +12,7 @@ from solo_offdiag import claim_registry as R
 from solo_offdiag.claim_registry import Outcome, Status, register_criterion
 from solo_offdiag.cli.main import main
 from solo_offdiag.repro import claims as C
+from solo_offdiag.repro.artifact import artifact_dir
 
 
 @pytest.fixture
@@ -68,8 +70,7 @@ def test_status_is_one_enum_that_prints_and_serialises_as_its_name():
     assert Status.combine([]) is Status.SKIPPED
 
 
-def test_adding_a_claim_is_a_claims_file_entry_plus_one_decorated_function(tmp_path, fakes, registry,
-                                                                        monkeypatch, capsys):
+def test_adding_a_claim_is_a_claims_file_entry_plus_one_decorated_function(tmp_path, fakes, registry, capsys):
     """Exactly what a contributor does: two new claims (one on image runs, one on a theory summary),
     each an entry in claims.yaml and a decorated function; `repro check` judges them."""
 
@@ -85,7 +86,9 @@ def test_adding_a_claim_is_a_claims_file_entry_plus_one_decorated_function(tmp_p
         runs = summary["arms"][arm]["runs"]
         return CriterionResult("C10", len(runs) >= 4, {"runs": len(runs)}, {"runs": 4}, f"{len(runs)} runs of {arm}")
 
-    data = yaml.safe_load(C.CLAIMS_FILE.read_text())
+    artifact = tmp_path / "artifact"  # an edited copy of the packaged artifact, used with --artifact DIR
+    shutil.copytree(artifact_dir(), artifact, ignore=shutil.ignore_patterns("*.py", "__pycache__", "*.md", "*.sh"))
+    data = yaml.safe_load((artifact / "claims.yaml").read_text())
     image_section = {"datasets": ["digits"], "min_seeds": 1, "reason": "one seed is what the smoke preset runs"}
     data["claims"].append({
         "id": "C9", "statement": "A dummy image claim.", "kind": "image", "figure_or_table": "none",
@@ -96,15 +99,14 @@ def test_adding_a_claim_is_a_claims_file_entry_plus_one_decorated_function(tmp_p
         "checks": [{"name": "theory", "experiment": "theory/a_trainable_head", "metric": "runs",
                     "criterion": "theory", "function": "check_c10_arms", "kwargs": {"arm": "trainable"},
                     "full": {"preset": "default"}, "smoke": {"preset": "default"}}]})
-    claims_file = tmp_path / "claims.yaml"
+    claims_file = artifact / "claims.yaml"
     claims_file.write_text(yaml.safe_dump(data, sort_keys=False))
-    monkeypatch.setattr(C, "CLAIMS_FILE", claims_file)
 
     results = tmp_path / "results"
     fakes.write_theory_results(results / "smoke", good=True)
     fakes.write_finished(results / "smoke" / "image" / "digits" / "byol_offdiag-offdiag" / "seed0",
                          fakes.image_record("digits", "offdiag", 0, 90.0))
-    main(["repro", "check", "--results", str(results)])
+    assert main(["repro", "check", "--results", str(results), "--artifact", str(artifact)]) == 0
     out = capsys.readouterr().out
     assert "C9  PASS    A dummy image claim." in out
     assert "C9[image]    PASS    1 offdiag seed(s), need 1" in out
@@ -119,7 +121,7 @@ def test_adding_a_claim_is_a_claims_file_entry_plus_one_decorated_function(tmp_p
     claims_file.write_text(yaml.safe_dump(data, sort_keys=False))
     with pytest.raises(C.ClaimsFileError, match=r"claim C10.checks\[0\].function: .*'check_c10_arm' "
                                                 r"\(did you mean 'check_c10_arms'\?\)"):
-        C.load_claims()
+        C.load_claims(claims_file)
 
 
 def test_no_module_types_a_status_by_hand():

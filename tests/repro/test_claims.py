@@ -9,13 +9,13 @@ import pytest
 import yaml
 
 from solo_offdiag.repro import claims as C
-from solo_offdiag.repro.experiments import THEORY_PRESET
+from solo_offdiag.repro.experiments import THEORY_PRESET_FOR
 from solo_offdiag.theory import criteria as TC
 
 
 @pytest.fixture(scope="module")
 def raw() -> dict:
-    return yaml.safe_load(C.CLAIMS_FILE.read_text())
+    return yaml.safe_load(C.claims_file().read_text())
 
 
 def test_claims_file_validates_and_covers_c1_to_c8():
@@ -24,7 +24,7 @@ def test_claims_file_validates_and_covers_c1_to_c8():
     for claim in claims:
         assert claim.checks and claim.statement and claim.figure_or_table
         for check in claim.checks:
-            assert set(check.params) == {"smoke", "medium", "full"}
+            assert set(check.params) == set(C.REPRO_PRESETS)
             assert check.metric
 
 
@@ -77,14 +77,15 @@ def test_theory_thresholds_in_the_file_match_the_code():
     assert c8["peak_slope"] == [TC.PEAK_SLOPE_TARGET - TC.PEAK_SLOPE_TOL, TC.PEAK_SLOPE_TARGET + TC.PEAK_SLOPE_TOL]
     assert c8["substitution_over_t1_max"] == TC.SUB_OVER_T1_MAX
     for check in by_function.values():
-        for preset, theory_preset in THEORY_PRESET.items():
+        assert tuple(THEORY_PRESET_FOR) == C.REPRO_PRESETS  # a theory preset for each repro preset
+        for preset, theory_preset in THEORY_PRESET_FOR.items():
             assert check.params[preset]["preset"] == theory_preset
 
 
 def test_image_criteria_datasets_match_the_pinned_image_grid():
     from solo_offdiag.repro.experiments import image_grid
 
-    for preset in ("smoke", "medium", "full"):
+    for preset in C.REPRO_PRESETS:
         grid_datasets = {e["dataset"] for e in image_grid(preset)["grid"]}
         heads = {h for e in image_grid(preset)["grid"] for h in e["heads"]}
         assert {"mlp", "offdiag", "identity"} <= heads

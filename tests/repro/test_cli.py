@@ -11,7 +11,7 @@ import pytest
 
 from solo_offdiag.cli.main import main
 from solo_offdiag.repro import experiments as E
-from solo_offdiag.repro.experiments import THEORY_PRESET
+from solo_offdiag.repro.experiments import THEORY_PRESET_FOR
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -66,7 +66,7 @@ def test_run_then_rerun_is_cached(tmp_path, fake_theory, capsys):
     args = ["repro", "run", "a_trainable_head", "--results", str(tmp_path), "--no-progress"]
     assert main(args) == 0 and fake_theory == ["a_trainable_head"]
     done = json.loads((tmp_path / "smoke" / "theory" / "a_trainable_head" / "done.json").read_text())
-    assert done["config"]["theory_preset"] == THEORY_PRESET["smoke"]
+    assert done["config"]["theory_preset"] == THEORY_PRESET_FOR["smoke"]
     assert main(args) == 0 and fake_theory == ["a_trainable_head"]
     assert "cached" in capsys.readouterr().out
     assert main(["repro", "run", "nope", "--results", str(tmp_path)]) == 2

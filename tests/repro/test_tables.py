@@ -49,3 +49,13 @@ def test_theory_table_names_negative_controls():
                           "broken": {"criteria": {"C4_on_fixed_head": accepted}}})
     statuses = [row[2] for row in table.rows]
     assert statuses == ["FAIL", "rejected (negative control, as expected)", "ACCEPTED (negative control broken)"]
+
+
+def test_head_presentation_names_only_registered_heads():
+    """Tables and figures order/colour heads by name: every name they use is a registered kind."""
+    from solo_offdiag.heads import list_heads
+    from solo_offdiag.repro import figures
+    from solo_offdiag.repro.tables import HEAD_ORDER
+
+    assert set(HEAD_ORDER) <= set(list_heads())
+    assert set(figures._COLORS) | set(figures._STYLES) <= set(list_heads())

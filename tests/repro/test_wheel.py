@@ -21,6 +21,7 @@ import venv
 from pathlib import Path
 
 import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 # Not copied to the build folder: environments, caches, build outputs and results (top level),
@@ -126,9 +127,9 @@ def test_repro_and_helps_work_from_the_installed_wheel(tmp_path):
     work.mkdir()
 
     where = _run([str(python), "-c", "import solo_offdiag, solo_offdiag_artifact as a; "
-                  "from solo_offdiag.repro.claims import CLAIMS_FILE; from solo_offdiag.repro.experiments "
-                  "import IMAGE_CONFIG; print(solo_offdiag.__file__, a.__file__, CLAIMS_FILE, IMAGE_CONFIG, "
-                  "IMAGE_CONFIG.is_file(), sep='\\n')"], work)
+                  "from solo_offdiag.repro.claims import claims_file; from solo_offdiag.repro.experiments "
+                  "import image_config; print(solo_offdiag.__file__, a.__file__, claims_file(), image_config(), "
+                  "image_config().is_file(), sep='\\n')"], work)
     assert where.returncode == 0, where.stderr
     module, package, claims, image_config, image_config_found = where.stdout.split()
     for path in (module, package, claims, image_config):
@@ -157,3 +158,15 @@ def test_repro_and_helps_work_from_the_installed_wheel(tmp_path):
     assert "C6[theory]" in text and "theory/c_no_bn:" in text
     assert "no finished run of theory/c_no_bn" not in text
     assert (work / "results" / "smoke" / "check.txt").is_file()
+
+    # --artifact DIR: an edited copy of the packaged artifact (only claim C6 kept) is what is judged
+    edited = work / "my-artifact"
+    shutil.copytree(Path(claims).parent, edited, ignore=shutil.ignore_patterns("*.py", "__pycache__"))
+    data = yaml.safe_load((edited / "claims.yaml").read_text())
+    data["claims"] = [c for c in data["claims"] if c["id"] == "C6"]
+    (edited / "claims.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+    check = _run([str(cli), "repro", "check", "--results", "results", "--artifact", str(edited)], work)
+    assert check.returncode in (0, 1), check.stdout + check.stderr
+    claim_lines = [line for line in check.stdout.splitlines() if line[:1] == "C"]
+    assert [line.split()[0] for line in claim_lines] == ["C6"], check.stdout
+    assert "C6[theory]" in check.stdout
