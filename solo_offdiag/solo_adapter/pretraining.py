@@ -330,7 +330,7 @@ def _logger(cfg: DictConfig, run_dir: Path, run_id: str, resuming: bool) -> Any:
     from lightning.pytorch.loggers import CSVLogger
 
     previous = run_dir / "metrics.csv"
-    if resuming and previous.is_file():
+    if resuming and previous.is_file() and is_rank_zero():  # DDP: rank 0 alone moves files
         # the CSV writer cannot append rows with new columns to an old file: keep it aside
         previous.rename(run_dir / time.strftime("metrics-until-%Y%m%d-%H%M%S.csv"))
     # save_dir/name/version == run_dir, so trainer.log_dir is the run directory.
