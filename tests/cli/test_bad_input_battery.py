@@ -82,6 +82,9 @@ CONFIG_CASES: list[tuple[list[str], str]] = [
     (["method="], "method"),
     (["hardware=tpu9"], "hardware"),
     (["method_kwargs.predictor.kind"], "method_kwargs.predictor.kind"),
+    (["+performance.precision=16-mixed"], "performance.precision: got '16-mixed' on cpu"),
+    (["method=simclr", "++data.num_large_crops=3"], "num_large_crops"),
+    (["+resume_from_checkpoint=/no/such.ckpt"], "resume_from_checkpoint: got '/no/such.ckpt'; no such file"),
 ]
 
 #: (arguments of ``solo-offdiag``, text the message must contain)
@@ -142,6 +145,14 @@ def test_a_good_config_still_passes(capsys, monkeypatch, tmp_path):
     assert code == 0 and "predictor" in out and "Traceback" not in out
 
 
+def test_unreadable_resume_checkpoint_refused_by_print_config(capsys, monkeypatch, tmp_path):
+    """A run would stop on it before training, so --print-config does too (no solo-learn needed)."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "garbage.ckpt").write_bytes(b"not a checkpoint")
+    code, out = _run(["pretrain", "--print-config", "hardware=cpu", "+resume_from_checkpoint=garbage.ckpt"], capsys)
+    assert code == 2 and "garbage.ckpt: not a readable checkpoint" in out and "Traceback" not in out
+
+
 def test_results_folder_that_is_a_file(capsys, tmp_path: Path):
     target = tmp_path / "results"
     target.write_text("not a folder")
@@ -166,14 +177,16 @@ def _solo_checkout() -> Path:
     """solo-learn's checkout (``$SOLO_LEARN_CHECKOUT`` or /tmp/solo-src) with solo-learn importable."""
     import os
 
-    from solo_offdiag.solo_adapter.requirements import solo_available
+    from solo_offdiag.solo_adapter.requirements import SOLO_COMMIT, solo_available
 
     checkout = Path(os.environ.get("SOLO_LEARN_CHECKOUT", "/tmp/solo-src"))
     if not (checkout / "main_pretrain.py").is_file():
         pytest.skip(f"no solo-learn checkout with main_pretrain.py at {checkout}: set SOLO_LEARN_CHECKOUT")
     ok, reason = solo_available()
     if not ok:
-        pytest.skip(f"solo-learn 1.0.6 not installed: {reason.splitlines()[0] if reason else 'import failed'}")
+        pytest.skip(f"solo-learn 1.0.6 not installed ({reason.splitlines()[0] if reason else 'import failed'}): "
+                    f"pip install 'setuptools<81' && pip install --no-build-isolation <solo-learn checkout at "
+                    f"{SOLO_COMMIT}>")
     return checkout
 
 
