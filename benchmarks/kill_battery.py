@@ -45,7 +45,7 @@ def image_folder(root: Path) -> Path:
     rng = np.random.default_rng(0)
     for c in range(5):
         (root / f"class{c}").mkdir(parents=True, exist_ok=True)
-        for i in range(6):
+        for i in range(10):  # 50 images: 6 batches of 4 per rank also under 2-process DDP (same steps)
             Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(root / f"class{c}" / f"{i}.png")
     return root
 
