@@ -130,6 +130,7 @@ def trial(kind: str, index: int, images: Path, out: Path, reference: list[int], 
         codes.append(code)
         if code == 0 and not kills and restarts < 3:  # finished before the kill: a trial must kill
             shutil.rmtree(ckpt_dir)
+            log.unlink()  # the log describes the trial that counts
             codes.clear()
             restarts += 1
             startup, duration = 0.5 * startup, 0.5 * duration
