@@ -116,8 +116,11 @@ def pretrain(
 def validate_cfg(cfg: DictConfig) -> PerformanceConfig:
     """Every check a run makes before training (``--print-config`` runs the same): our method keys
     when the method is ours (:func:`solo_offdiag.config.validate_method_cfg`), solo-learn's keys
-    that would fail late (:func:`solo_offdiag.solo_adapter.cfgcheck.check_solo_keys`), and
-    ``performance:``.
+    that would fail late (:func:`solo_offdiag.solo_adapter.cfgcheck.check_solo_keys`),
+    ``data.num_large_crops`` for solo's methods, ``performance:`` (also against the device the run
+    would use) and an explicit ``resume_from_checkpoint`` (exists and is readable). Not here: the
+    data folders (``--print-config`` warns, see :func:`check_data_paths`) and the name of a solo-learn
+    method, which needs solo-learn's registry.
 
     Returns:
         the validated ``performance:`` section.
@@ -131,6 +134,8 @@ def validate_cfg(cfg: DictConfig) -> PerformanceConfig:
         raise ConfigError(f"method: got {method!r}; allowed: byol_offdiag, simsiam_offdiag or any solo-learn method")
     if method in METHOD_MODULES:
         typed_method_cfg(plain)
+    else:
+        check_num_large_crops(plain.get("data") or {}, method)  # type: ignore[arg-type]
     check_solo_keys(plain)  # type: ignore[arg-type]
     if (plain.get("data") or {}).get("format") == "dali":  # type: ignore[union-attr]
         raise ConfigError(
@@ -141,7 +146,28 @@ def validate_cfg(cfg: DictConfig) -> PerformanceConfig:
     if not isinstance(performance, dict):
         raise ConfigError(f"performance: got {performance!r}; expected a mapping")
     ours = {k: v for k, v in performance.items() if k not in _SOLO_PERFORMANCE_KEYS}
-    return PerformanceConfig.from_mapping(ours)
+    checked = PerformanceConfig.from_mapping(ours)
+    checked.check_device(_device_type(plain))
+    _explicit_resume(plain)
+    return checked
+
+
+def _explicit_resume(cfg: Any) -> CheckpointInfo | None:
+    """``resume_from_checkpoint`` read (epoch, step), or None when not given.
+
+    Raises:
+        ConfigError: no such file, or not a readable checkpoint (the message names it).
+    """
+    explicit = cfg.get("resume_from_checkpoint")
+    if explicit is None:
+        return None
+    path = Path(str(explicit))
+    if not path.is_file():
+        raise ConfigError(f"resume_from_checkpoint: got {str(explicit)!r}; no such file")
+    try:
+        return read_checkpoint_info(path)
+    except ValueError as err:
+        raise ConfigError(f"resume_from_checkpoint: {err}") from None
 
 
 def config_notes(cfg: DictConfig) -> list[str]:
@@ -150,7 +176,8 @@ def config_notes(cfg: DictConfig) -> list[str]:
     return inert_key_notes(plain) if plain.get("method") in METHOD_MODULES else []  # type: ignore[arg-type]
 
 
-def _device_type(cfg: DictConfig) -> str:
+def _device_type(cfg: Any) -> str:
+    """The torch device type a run of ``cfg`` (DictConfig or plain mapping) trains on."""
     import torch
 
     accelerator = str(cfg.get("accelerator") or "auto")
@@ -206,15 +233,9 @@ def _resume(cfg: DictConfig) -> tuple[CheckpointInfo | None, str | None]:
     if not is_rank_zero() and _ENV_RUN_ID in os.environ:
         ckpt = os.environ.get(_ENV_RESUME) or None
         return (read_checkpoint_info(ckpt) if ckpt else None), os.environ[_ENV_RUN_ID]
-    explicit = cfg.get("resume_from_checkpoint")
-    if explicit is not None:
-        path = Path(str(explicit))
-        if not path.is_file():
-            raise ConfigError(f"resume_from_checkpoint: got {str(explicit)!r}; no such file")
-        try:
-            info = read_checkpoint_info(path)
-        except ValueError as err:
-            raise ConfigError(f"resume_from_checkpoint: {err}") from None
+    info = _explicit_resume(cfg)
+    if info is not None:
+        path = info.path
         # our run directories hold args.json next to the checkpoints: reuse that run id
         run_id = path.parent.name if (path.parent / "args.json").is_file() else None
         return info, run_id
@@ -330,7 +351,7 @@ def _logger(cfg: DictConfig, run_dir: Path, run_id: str, resuming: bool) -> Any:
     from lightning.pytorch.loggers import CSVLogger
 
     previous = run_dir / "metrics.csv"
-    if resuming and previous.is_file():
+    if resuming and previous.is_file() and is_rank_zero():  # DDP: rank 0 alone moves files
         # the CSV writer cannot append rows with new columns to an old file: keep it aside
         previous.rename(run_dir / time.strftime("metrics-until-%Y%m%d-%H%M%S.csv"))
     # save_dir/name/version == run_dir, so trainer.log_dir is the run directory.
@@ -367,9 +388,7 @@ def run_pretrain(cfg: DictConfig) -> Path:
     performance = validate_cfg(cfg)
     if cfg.method not in METHODS:
         raise ConfigError(f"method: got {cfg.method!r}; known: {', '.join(sorted(METHODS))}")
-    check_num_large_crops(cfg.data, cfg.method)
-    device_type = _device_type(cfg)
-    performance.check_device(device_type)
+    device_type = _device_type(cfg)  # validate_cfg checked performance against it
     if not performance.channels_last:
         cfg.performance.disable_channel_last = True
     cfg.optimizer.kwargs.update(optimizer_kwargs(performance, cfg.optimizer.name, device_type))

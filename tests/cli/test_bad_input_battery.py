@@ -82,6 +82,9 @@ CONFIG_CASES: list[tuple[list[str], str]] = [
     (["method="], "method"),
     (["hardware=tpu9"], "hardware"),
     (["method_kwargs.predictor.kind"], "method_kwargs.predictor.kind"),
+    (["+performance.precision=16-mixed"], "performance.precision: got '16-mixed' on cpu"),
+    (["method=simclr", "++data.num_large_crops=3"], "num_large_crops"),
+    (["+resume_from_checkpoint=/no/such.ckpt"], "resume_from_checkpoint: got '/no/such.ckpt'; no such file"),
 ]
 
 #: (arguments of ``solo-offdiag``, text the message must contain)
@@ -142,8 +145,69 @@ def test_a_good_config_still_passes(capsys, monkeypatch, tmp_path):
     assert code == 0 and "predictor" in out and "Traceback" not in out
 
 
+def test_unreadable_resume_checkpoint_refused_by_print_config(capsys, monkeypatch, tmp_path):
+    """A run would stop on it before training, so --print-config does too (no solo-learn needed)."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "garbage.ckpt").write_bytes(b"not a checkpoint")
+    code, out = _run(["pretrain", "--print-config", "hardware=cpu", "+resume_from_checkpoint=garbage.ckpt"], capsys)
+    assert code == 2 and "garbage.ckpt: not a readable checkpoint" in out and "Traceback" not in out
+
+
 def test_results_folder_that_is_a_file(capsys, tmp_path: Path):
     target = tmp_path / "results"
     target.write_text("not a folder")
     code, out = _run(["repro", "check", "--results", str(target)], capsys)
     assert code == 2 and str(target) in out and "Traceback" not in out
+
+
+# -- solo-learn's own, unmodified main_pretrain.py with our plugin (solo-marked) --------------------
+#: (arguments of ``python main_pretrain.py``, text the message must contain). Our configs come from the
+#: Hydra plugin (no --config-path), solo's recipe from its checkout's ``scripts/pretrain/cifar``.
+STOCK_SCRIPT_CASES: list[tuple[list[str], str]] = [
+    (["--config-name", "byol_offdiag", "hardware=cpu", f"{P}.kind=bogus"],
+     "method_kwargs.predictor.kind: unknown head 'bogus'; known: "),
+    (["--config-name", "simsiam_offdiag", "hardware=cpu", f"++{P}.static_lr=true", f"{P}.lr=0.1"],
+     f"{P}.static_lr: got true with predictor.lr=0.1"),
+    (["--config-path", "scripts/pretrain/cifar", "--config-name", "byol.yaml", "method=byol_offdiag",
+      "wandb.enabled=false", f"+{P}.lrr=0.1"], f"did you mean '{P}.lr'"),
+]
+
+
+def _solo_checkout() -> Path:
+    """solo-learn's checkout (``$SOLO_LEARN_CHECKOUT`` or /tmp/solo-src) with solo-learn importable."""
+    import os
+
+    from solo_offdiag.solo_adapter.requirements import SOLO_COMMIT, solo_available
+
+    checkout = Path(os.environ.get("SOLO_LEARN_CHECKOUT", "/tmp/solo-src"))
+    if not (checkout / "main_pretrain.py").is_file():
+        pytest.skip(f"no solo-learn checkout with main_pretrain.py at {checkout}: set SOLO_LEARN_CHECKOUT")
+    ok, reason = solo_available()
+    if not ok:
+        pytest.skip(f"solo-learn 1.0.6 not installed ({reason.splitlines()[0] if reason else 'import failed'}): "
+                    f"pip install 'setuptools<81' && pip install --no-build-isolation <solo-learn checkout at "
+                    f"{SOLO_COMMIT}>")
+    return checkout
+
+
+@pytest.mark.solo
+@pytest.mark.parametrize(("argv", "expected"), STOCK_SCRIPT_CASES, ids=[a[1] + " " + a[-1] for a, _ in STOCK_SCRIPT_CASES])
+def test_bad_key_of_ours_in_solos_own_main_pretrain(argv, expected, tmp_path):
+    """Hydra prints a stack trace for any exception of the task, except a CompactHydraException:
+    our method's config errors are one (and still ConfigErrors), so solo's unmodified script gives
+    the message alone and exits 1, before anything is built."""
+    import os
+    import subprocess
+    import sys
+
+    checkout = _solo_checkout()
+    env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
+    env["OMP_NUM_THREADS"] = "1"
+    argv = [str(checkout / a) if a.startswith("scripts/") else a for a in argv]
+    proc = subprocess.run([sys.executable, str(checkout / "main_pretrain.py"), *argv, f"hydra.run.dir={tmp_path}/h"],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 1, out
+    assert expected in out, out
+    assert "Traceback" not in out, out
+    assert not (tmp_path / "trained_models").exists()  # nothing was built or written

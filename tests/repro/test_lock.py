@@ -3,6 +3,7 @@ with --wait; a lock left by a killed process is taken over."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -74,3 +75,39 @@ def test_repro_cli_exits_2_at_once_when_the_folder_is_held(tmp_path, capsys):
     finally:
         proc.kill()
         proc.wait()
+
+
+@pytest.mark.slow
+def test_two_concurrent_repro_runs_on_one_folder_compute_each_run_once(tmp_path):
+    """Two real ``repro run`` processes started together on one results folder: with ``--wait`` the
+    second waits for the first, then finds the run finished (cached); without it, it exits 2 at
+    once. Either way the run is computed once (attempt 1, one "done" line in all)."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+    def start(*extra: str) -> subprocess.Popen:
+        return subprocess.Popen([sys.executable, "-m", "solo_offdiag", "repro", "run", "a_trainable_head",
+                                 "--seeds", "1", "--results", str(tmp_path), "--no-progress", *extra],
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+
+    first, second, third = start("--wait"), start("--wait"), None
+    try:
+        # the third starts while one of the two holds the lock (the holder writes run.json first)
+        run_json = tmp_path / "smoke" / "theory" / "a_trainable_head" / "run.json"
+        deadline = time.monotonic() + 300
+        while not run_json.exists() and time.monotonic() < deadline and first.poll() is None:
+            time.sleep(0.1)
+        third = start()
+        third_out, _ = third.communicate(timeout=300)
+        outs = [p.communicate(timeout=600)[0] for p in (first, second)]
+    finally:
+        for p in (first, second, third):
+            if p is not None and p.poll() is None:
+                p.kill()
+                p.wait()
+    assert first.returncode == 0 and second.returncode == 0, outs
+    assert third.returncode == 2 and "--wait" in third_out and "PID" in third_out, third_out
+    text = "\n".join(outs)
+    assert text.count("theory/a_trainable_head: done") == 1, text
+    assert text.count("theory/a_trainable_head: cached") == 1, text
+    assert "waiting" in text and "Traceback" not in text + third_out
+    assert json.loads(run_json.read_text())["attempt"] == 1

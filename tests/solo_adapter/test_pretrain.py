@@ -204,6 +204,38 @@ def test_sigterm_checkpoints_exits_143_and_the_rerun_finishes_then_does_nothing(
     assert newest_valid_checkpoint(run_dir).mtime == final.mtime  # not retrained
 
 
+@pytest.mark.slow
+def test_ctrl_c_exits_130_without_a_traceback_and_the_rerun_resumes(image_folder, tmp_path):
+    """Ctrl-C (SIGINT) after the first checkpoint: exit 130, one line, no traceback (lightning 2.1
+    swallows the interrupt and returns from fit, 2.6 exits 1: both become 130); the same command
+    then resumes from the last checkpoint in the same run directory."""
+    import signal
+    import time
+
+    from solo_offdiag.solo_adapter.checkpoints import newest_valid_checkpoint
+
+    overrides = [o for o in TINY if not o.startswith(("+limit_train_batches", "max_epochs"))]
+    cmd = [sys.executable, "-c", _LAUNCH, "pretrain", *overrides, "+limit_train_batches=4", "max_epochs=2",
+           *_paths(image_folder, tmp_path), "name=sigint"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "WANDB_MODE": "disabled"}
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    base = tmp_path / "trained_models" / "byol_offdiag"
+    deadline = time.monotonic() + 600
+    while not list(base.glob("*/*.ckpt")) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=600)
+    assert proc.returncode == 130, out[-3000:]
+    assert "interrupted" in out and "Traceback" not in out, out[-3000:]
+    (run_dir,) = base.iterdir()
+    stopped = newest_valid_checkpoint(run_dir)
+    again = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    assert f"resuming from {stopped.path}" in again.stdout
+    assert [p.name for p in base.iterdir()] == [run_dir.name]
+    assert newest_valid_checkpoint(run_dir).global_step == 8
+
+
 def test_torn_checkpoint_is_skipped_and_garbage_explicit_one_refused(image_folder, tmp_path, capsys):
     """A truncated newest checkpoint (a kill mid-save by a writer that is not atomic) is skipped
     with a warning naming it; an explicit unreadable resume_from_checkpoint is one clear error."""

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
+from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
 from solo_offdiag.analysis.callbacks.state import StepSeries, truncate_rows
 from solo_offdiag.analysis.config import AnalysisConfig
@@ -61,7 +62,9 @@ def resolve_out_dir(out_dir: str | Path | None, trainer: Trainer) -> Path:
 
 
 def warn(message: str) -> None:
-    warnings.warn(message, AnalysisWarning, stacklevel=3)
+    """An :class:`AnalysisWarning`, on global rank 0 only (under DDP every rank would repeat it)."""
+    if getattr(rank_zero_only, "rank", 0) == 0:
+        warnings.warn(message, AnalysisWarning, stacklevel=3)
 
 
 def for_compute(x: torch.Tensor) -> torch.Tensor:

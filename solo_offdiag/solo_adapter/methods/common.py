@@ -24,13 +24,28 @@ from collections.abc import Mapping
 from typing import Any
 
 import torch
+from hydra.errors import CompactHydraException
 from omegaconf import DictConfig
 
 from solo_offdiag.config import ConfigError, OffDiagMethodConfig, to_mapping, validate_method_cfg
 from solo_offdiag.config.validate import plain
 from solo_offdiag.heads import PredictionHead, build_head
 
-__all__ = ["OffDiagHeadMixin", "prepare_offdiag_cfg", "typed_method_cfg"]
+__all__ = ["MethodConfigError", "OffDiagHeadMixin", "prepare_offdiag_cfg", "typed_method_cfg"]
+
+
+class MethodConfigError(ConfigError, CompactHydraException):
+    """A :class:`~solo_offdiag.config.ConfigError` raised while a method is built from a config.
+
+    Why a second base class: solo-learn's unmodified ``main_pretrain.py`` builds our method inside
+    ``@hydra.main``, and Hydra reports any exception escaping the task as a stack trace, except a
+    ``hydra.errors.CompactHydraException``, which it prints as its message alone before exiting
+    with status 1 (the way it reports its own config errors). So a bad key of ours in solo's script
+    gives one line (key, value, what is allowed) and no traceback; ``HYDRA_FULL_ERROR=1`` still
+    shows the full trace. Nothing is patched: no excepthook, no change to Hydra or solo-learn, no
+    ``sys.exit`` inside a constructor. For library users it is still a ``ConfigError`` (and so a
+    ``ValueError``): ``except ConfigError`` catches it as before.
+    """
 
 
 def _plain_mapping(cfg: Any) -> dict[str, Any]:
@@ -56,9 +71,19 @@ def prepare_offdiag_cfg(cfg: DictConfig, *, static_lr_default: bool) -> DictConf
     ``predictor.lr`` is set, since a pinned group would ignore that lr).
 
     Raises:
-        ConfigError: any invalid key (see :func:`solo_offdiag.config.validate_method_cfg`), or
-            ``predictor.static_lr: true`` together with ``predictor.lr``.
+        MethodConfigError: (a ``ConfigError``) any invalid key (see
+            :func:`solo_offdiag.config.validate_method_cfg`), or ``predictor.static_lr: true``
+            together with ``predictor.lr``.
     """
+    try:
+        return _prepare_offdiag_cfg(cfg, static_lr_default=static_lr_default)
+    except MethodConfigError:
+        raise
+    except ConfigError as err:
+        raise MethodConfigError(str(err)) from err
+
+
+def _prepare_offdiag_cfg(cfg: DictConfig, *, static_lr_default: bool) -> DictConfig:
     plain_cfg = _plain_mapping(cfg)
     raw_predictor = (plain_cfg.get("method_kwargs") or {}).get("predictor") or {}
     typed = validate_method_cfg(plain_cfg)
