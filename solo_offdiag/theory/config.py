@@ -97,7 +97,7 @@ class TheoryConfig:
         "typical",
         "magnitude of the balanced components (with init_balance): 'typical' sets |<w_j, v1>| = "
         "|<w_j, v2>| = the init std (|cos| ~ 1/sqrt(d): a typical Gaussian draw, no lottery of "
-        "its size); 'rms' keeps the RMS of the two Gaussian draws (issue #9 measured: "
+        "its size), and the head-start neuron's |<w_1, v2>| too; 'rms' keeps the RMS of the two Gaussian draws (issue #9 measured: "
         "neuron 2 then fails to learn v2 in the seeds whose draw is small, docs/theory.md)")
     # --- bookkeeping ----------------------------------------------------------------------
     seed: int = _f(0, "seed of the init and of the data stream")

@@ -229,8 +229,11 @@ def init_state(
             # neuron starts favouring v2 by chance, at the typical scale or the draws' RMS
             # (init_balance_scale, docs/theory.md)
             first_j = 1 if cfg.head_start is not None and cfg.head_start > 0 else 0
+            std = cfg.effective_init_std
             if cfg.init_balance_scale == "typical":  # the init std: |cos| ~ 1/sqrt(d)
-                mag = torch.full_like(w[first_j:, :1], cfg.effective_init_std)
+                mag = torch.full_like(w[first_j:, :1], std)
+                if first_j:  # and the head-start neuron's v2 component (its v1 is set below)
+                    w[0, 1] = std if w[0, 1] >= 0 else -std
             else:  # the RMS of the two draws (keeps the lottery of their magnitude)
                 mag = w[first_j:, :2].pow(2).mean(dim=1, keepdim=True).sqrt()
             w[first_j:, :2] = torch.where(w[first_j:, :2] >= 0, mag, -mag)
