@@ -426,9 +426,10 @@ def _exp_e(ctx: Context) -> ExperimentResult:
 @register_experiment("f_wide_head", "m = 64 neurons, 64x64 head: ||E - I|| over training (exploratory, no verdict)")
 def _exp_f(ctx: Context) -> ExperimentResult:
     m = 64 if ctx.preset != "smoke" else 8
-    # batch 128: an m = 64 arm costs ~32 m = 2 arms per sample, and no verdict rests on it
+    # batch 128 and one seed: an m = 64 arm costs ~32 m = 2 arms per sample (~9 CPU-s per seed
+    # at the default preset), and no verdict rests on it
     base = ctx.base(m=m, head_start=None, batch_size=128)
-    results = _run_arms(ctx, {"wide": ctx.seeded(base, 2)}, "f")
+    results = _run_arms(ctx, {"wide": ctx.seeded(base, 1)}, "f")
     out = _result(ctx, "f_wide_head", results, {"exploratory": WIDE_HEAD_REASON})
     res = results["wide"]
     for i, r in enumerate(res["runs"]):
