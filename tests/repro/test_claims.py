@@ -78,7 +78,7 @@ def test_theory_thresholds_in_the_file_match_the_code():
     assert c8["substitution_over_t1_max"] == TC.SUB_OVER_T1_MAX
     assert c8["eta_ratio"] == [round(2 / TC.ETA_RATIO_TOL, 2), round(2 * TC.ETA_RATIO_TOL, 2)]
     default = THEORY_PRESETS["default"]
-    assert c8["escape_seeds"] == default["seeds"] * default["scaling"]["escape_seed_factor"]
+    assert c8["slope_seeds"] == default["seeds"] * default["scaling"]["slope_seed_factor"]
     for check in by_function.values():
         for preset, theory_preset in THEORY_PRESET.items():
             assert check.params[preset]["preset"] == theory_preset
