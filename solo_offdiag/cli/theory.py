@@ -41,7 +41,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--device", default="cpu", type=argtypes.device, help="torch device, e.g. cpu or cuda")
     parser.add_argument("--seeds", type=argtypes.positive_int, default=None, help="seeds per arm (default: preset's)")
     parser.add_argument("--seed-offset", type=argtypes.non_negative_int, default=0, metavar="K",
-                        help="use seeds K, K+1, ... (default 0; the default parameters were chosen on seeds 0-7)")
+                        help="use seeds K, K+1, ... (default 0; the default parameters were chosen on seeds 0-63)")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
     parser.set_defaults(func=_main)
     return parser

@@ -90,9 +90,15 @@ class TheoryConfig:
         lambda v: 0 <= v < 1, "in [0, 1) or null")
     init_balance: bool = _f(
         True,
-        "neurons without a head start begin with equal |<w_j, v1>| = |<w_j, v2>| (their RMS; "
-        "signs and norm kept): removes the Cauchy-tailed init lottery |<w_j,v2>/<w_j,v1>| that "
+        "neurons without a head start begin with equal |<w_j, v1>| = |<w_j, v2>| (magnitude: "
+        "init_balance_scale; signs kept): removes the Cauchy-tailed init lottery |<w_j,v2>/<w_j,v1>| that "
         "the paper's polylog feature gap makes vanish but a finite gap does not")
+    init_balance_scale: Literal["typical", "rms"] = _f(
+        "typical",
+        "magnitude of the balanced components (with init_balance): 'typical' sets |<w_j, v1>| = "
+        "|<w_j, v2>| = the init std (|cos| ~ 1/sqrt(d): a typical Gaussian draw, no lottery of "
+        "its size), and the head-start neuron's |<w_1, v2>| too; 'rms' keeps the RMS of the two Gaussian draws (issue #9 measured: "
+        "neuron 2 then fails to learn v2 in the seeds whose draw is small, docs/theory.md)")
     # --- bookkeeping ----------------------------------------------------------------------
     seed: int = _f(0, "seed of the init and of the data stream")
     log_every: int = _f(20, "log the state every this many steps (and at step 0)", *_POS)

@@ -225,11 +225,18 @@ def init_state(
         gen = torch.Generator().manual_seed(int(cfg.seed))
         w = torch.randn(m, cfg.d, generator=gen, dtype=torch.float64) * cfg.effective_init_std
         if cfg.init_balance:
-            # neurons without a head start: equal |<w_j, v1>| and |<w_j, v2>| (their RMS, signs
-            # kept, norm unchanged), so no neuron starts favouring v2 by chance (docs/theory.md)
+            # neurons without a head start: equal |<w_j, v1>| and |<w_j, v2>| (signs kept), so no
+            # neuron starts favouring v2 by chance, at the typical scale or the draws' RMS
+            # (init_balance_scale, docs/theory.md)
             first_j = 1 if cfg.head_start is not None and cfg.head_start > 0 else 0
-            rms = w[first_j:, :2].pow(2).mean(dim=1, keepdim=True).sqrt()
-            w[first_j:, :2] = torch.where(w[first_j:, :2] >= 0, rms, -rms)
+            std = cfg.effective_init_std
+            if cfg.init_balance_scale == "typical":  # the init std: |cos| ~ 1/sqrt(d)
+                mag = torch.full_like(w[first_j:, :1], std)
+                if first_j:  # and the head-start neuron's v2 component (its v1 is set below)
+                    w[0, 1] = std if w[0, 1] >= 0 else -std
+            else:  # the RMS of the two draws (keeps the lottery of their magnitude)
+                mag = w[first_j:, :2].pow(2).mean(dim=1, keepdim=True).sqrt()
+            w[first_j:, :2] = torch.where(w[first_j:, :2] >= 0, mag, -mag)
         if cfg.head_start is not None and cfg.head_start > 0:
             # neuron 1 starts with cosine `head_start` with v1 (= e_1), keeping its norm
             rest = w[0, 1:].norm()

@@ -76,6 +76,9 @@ def test_theory_thresholds_in_the_file_match_the_code():
     assert c8["t1_slope"] == [TC.T1_SLOPE_TARGET - TC.T1_SLOPE_TOL, TC.T1_SLOPE_TARGET + TC.T1_SLOPE_TOL]
     assert c8["peak_slope"] == [TC.PEAK_SLOPE_TARGET - TC.PEAK_SLOPE_TOL, TC.PEAK_SLOPE_TARGET + TC.PEAK_SLOPE_TOL]
     assert c8["substitution_over_t1_max"] == TC.SUB_OVER_T1_MAX
+    assert c8["eta_ratio"] == [round(2 / TC.ETA_RATIO_TOL, 2), round(2 * TC.ETA_RATIO_TOL, 2)]
+    default = THEORY_PRESETS["default"]
+    assert c8["slope_seeds"] == default["seeds"] * default["scaling"]["slope_seed_factor"]
     for check in by_function.values():
         assert tuple(THEORY_PRESET_FOR) == C.REPRO_PRESETS  # a theory preset for each repro preset
         for preset, theory_preset in THEORY_PRESET_FOR.items():

@@ -34,7 +34,9 @@ def test_cli_help_lists_every_experiment() -> None:
 def test_seed_offset_selects_the_seeds() -> None:
     cfgs = plan_configs(["b_fixed_head"], preset="smoke", seeds=3, seed_offset=1000)
     assert sorted({c.seed for c in cfgs}) == [1000, 1001, 1002]
-    assert {c.seed for c in plan_configs(["e_scaling"], preset="smoke", seeds=2, seed_offset=7)} == {7, 8}
+    # the runs behind the two slopes use twice the seeds (slope_seed_factor), the eta/2 runs the seeds
+    scaling = plan_configs(["e_scaling"], preset="smoke", seeds=2, seed_offset=7)
+    assert {c.seed for c in scaling} == {7, 8, 9, 10} and {c.seed for c in scaling if c.eta == 0.003} == {7, 8}
 
 
 def test_smoke_experiment_writes_figures_data_and_summary(tmp_path: Path) -> None:
@@ -53,7 +55,8 @@ def test_smoke_experiment_writes_figures_data_and_summary(tmp_path: Path) -> Non
 def test_e_scaling_measures_escape_times_per_seed(tmp_path: Path) -> None:
     summary = run_experiment("e_scaling", tmp_path, preset="smoke", seeds=2, progress=False)
     sc = summary["scaling"]
-    assert len(sc["replicates"]) == 2
+    assert len(sc["replicates"]) == 2 and sc["slope_seeds"] == 4 and len(sc["t1_all"]) == 4
+    assert sc["peak_runs"] == 4 * 2  # 4 seeds x the smoke preset's 2 ratios
     for rep in sc["replicates"]:
         # the escape takes longer in a larger dimension and with a smaller learning rate
         t = rep["t_escape"]

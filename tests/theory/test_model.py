@@ -122,6 +122,26 @@ def test_balanced_init_gives_neuron_2_no_preference() -> None:
     assert not torch.allclose(raw[:, 1, 0].abs(), raw[:, 1, 1].abs())
 
 
+def test_balanced_init_scale_typical_or_the_draws_rms() -> None:
+    """'typical': neuron 2's feature components are exactly the init std (no lottery of their
+    size); 'rms': the RMS of its two Gaussian draws, which varies from seed to seed."""
+    cfgs = [SMALL.replace(seed=s, head_start=0.4) for s in range(8)]
+    typical = init_state(cfgs).W.double()
+    assert torch.allclose(typical[:, 1, :2].abs(), torch.full((8, 2), SMALL.effective_init_std, dtype=torch.float64))
+    raw = init_state([c.replace(init_balance=False) for c in cfgs]).W.double()
+    rms = init_state([c.replace(init_balance_scale="rms") for c in cfgs]).W.double()
+    assert torch.allclose(rms[:, 1, :2].abs(), raw[:, 1, :2].pow(2).mean(-1, keepdim=True).sqrt().expand(8, 2))
+    assert rms[:, 1, 0].abs().std() > 0.1 * SMALL.effective_init_std
+    # the head-start neuron's v2 component is typical too (a large draw made neuron 1 learn v2
+    # instead of v1 in 2 of 64 escape runs); its v1 component is the head start
+    assert torch.allclose(typical[:, 0, 1].abs(), torch.full((8,), SMALL.effective_init_std, dtype=torch.float64))
+    assert torch.equal(rms[:, 0, 1], raw[:, 0, 1])
+    cos1 = typical[:, 0, 0].abs() / typical[:, 0].norm(dim=-1)
+    assert torch.allclose(cos1, torch.full((8,), 0.4, dtype=torch.float64), atol=1e-6)
+    # the rest of the neurons does not depend on the scale
+    assert torch.equal(typical[:, :, 2:], rms[:, :, 2:]) and torch.equal(typical[:, 1, 2:], raw[:, 1, 2:])
+
+
 def test_a_run_prefix_does_not_depend_on_its_length() -> None:
     """Samples are pre-drawn in chunks of a constant size: the first k steps of a longer run equal
     a k-step run (the direction tests cut the default runs short relying on this)."""
