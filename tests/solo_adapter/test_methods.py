@@ -247,3 +247,13 @@ def test_head_lars_eta_override(registered_methods, solo_cfg):
     cfg.scheduler.name = "none"
     groups, _ = _groups(registered_methods["byol_offdiag"](cfg))
     assert groups["predictor"]["eta"] == 0.5 and groups["predictor"]["clip_lr"] is False
+
+
+@pytest.mark.parametrize(("kind", "expected"), [("offdiag", 20.0), ("mlp", 1e-5)])
+def test_head_weight_decay_kinds_reach_optimizer(registered_methods, solo_cfg, kind, expected):
+    cfg = solo_cfg(optimizer="adamw", predictor={"kind": kind, "weight_decay": 20.0,
+                                                 "weight_decay_kinds": ["offdiag", "diagonal"]})
+    cfg.scheduler.name = "none"
+    cfg.optimizer.kwargs = {}
+    groups, _ = _groups(registered_methods["byol_offdiag"](cfg))
+    assert groups["predictor"]["weight_decay"] == pytest.approx(expected)

@@ -124,8 +124,9 @@ class OffDiagHeadMixin:
         predictor = self.offdiag_cfg.predictor
         if predictor.lr is not None:
             group["lr"] = predictor.lr
-        if predictor.weight_decay is not None:
-            group["weight_decay"] = predictor.weight_decay
+        weight_decay = predictor.group_weight_decay()
+        if weight_decay is not None:
+            group["weight_decay"] = weight_decay
         if self._predictor_static_lr:
             group["static_lr"] = True
         group.update(predictor.lars.group_settings())
