@@ -12,6 +12,8 @@ Keys (``method_kwargs.*``)::
       weight_decay: null     # head param-group weight decay; null = optimizer.weight_decay
       weight_decay_kinds: null  # head kinds that get weight_decay (others: optimizer.weight_decay);
                              # null = every kind
+      weight_decay_start: 0.0  # fraction of the training steps before which the head group has
+                             # no weight decay (then weight_decay); 0 = from the first step
       static_lr: false       # true: the head stays at the global lr with no schedule (solo's
                              # static_lr; SimSiam uses it for its predictor)
       lars:                  # the head group's LARS settings (only with optimizer.name: lars)
@@ -111,6 +113,12 @@ class PredictorConfig:
     #: ``diagonal``: there the decay pulls W back to I) and leave ``mlp``/``linear`` (whose decay
     #: pulls towards 0, a different regulariser) at ``optimizer.weight_decay``.
     weight_decay_kinds: list[str] | None = None
+    #: the head group's weight decay is 0 before this fraction of the training steps, then
+    #: ``weight_decay``: the head moves freely while the representation forms and is pulled back
+    #: to its initialisation afterwards (docs/image_study.md)
+    weight_decay_start: float = field(
+        default=0.0, metadata={"check": lambda v: 0.0 <= v < 1.0, "allowed": "a number in [0, 1)"}
+    )
     static_lr: bool = False
     lars: PredictorLarsConfig = field(default_factory=PredictorLarsConfig)
 

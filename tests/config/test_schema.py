@@ -146,3 +146,9 @@ def test_head_weight_decay_only_for_named_kinds() -> None:
         validate_method_cfg(_cfg(predictor={"weight_decay_kinds": ["offdiog"]}))
     with pytest.raises(ConfigError, match=r"weight_decay_kinds: got 'offdiag'.*expected a list"):
         validate_method_cfg(_cfg(predictor={"weight_decay_kinds": "offdiag"}))
+
+
+@pytest.mark.parametrize("bad", [-0.1, 1.0, 2])
+def test_head_weight_decay_start_range(bad) -> None:
+    with pytest.raises(ConfigError, match=r"weight_decay_start: got .*allowed: a number in \[0, 1\)"):
+        validate_method_cfg(_cfg(predictor={"weight_decay_start": bad}))
