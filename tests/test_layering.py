@@ -20,6 +20,7 @@ PACKAGE = ROOT / "solo_offdiag"
 LAYERS: dict[str, int] = {
     "solo_offdiag.io": 0,
     "solo_offdiag.suggest": 0,
+    "solo_offdiag.claim_registry": 0,
     "solo_offdiag.config.validate": 0,
     "solo_offdiag.heads": 0,
     "solo_offdiag.analysis.config": 0,
@@ -99,3 +100,11 @@ def test_theory_package_imports_no_plotting_and_no_writers(path: Path) -> None:
     for imported in _imports(path):
         assert not any(imported == bad or imported.startswith(bad + ".") for bad in THEORY_FORBIDDEN), (
             f"{path.relative_to(ROOT)} imports {imported}: the theory package computes only")
+
+
+def test_claim_registry_is_standard_library_only() -> None:
+    """The criteria registry sits at the bottom so that the torch-only theory package registers its
+    criteria without importing the reproduction package (which registers the image criteria)."""
+    stdlib = {"__future__", "collections", "dataclasses", "enum", "typing"}
+    for imported in _imports(PACKAGE / "claim_registry.py"):
+        assert imported == "solo_offdiag.suggest" or imported.split(".")[0] in stdlib, imported

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from solo_offdiag.claim_registry import Status
 from solo_offdiag.cli import argtypes
 
 # Kept in sync with solo_offdiag.theory.experiments by tests/theory/test_cli.py; listed here so
@@ -75,7 +76,7 @@ def _main(args: argparse.Namespace) -> int:
         if r.get("negative_control"):  # a check that must reject this arm's outcome
             verdict = "ACCEPTED (negative control broken)" if r["passed"] else "rejected, as expected (negative control)"
         else:
-            verdict = "PASS" if r["passed"] else "FAIL"
+            verdict = Status.of(r["passed"])
         print(f"{key}: {verdict} - {r['detail']}")
     print(f"wall time {summary['wall_time_s']:.1f} s; results in {args.out}")
     return 0

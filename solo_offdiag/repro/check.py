@@ -18,8 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from solo_offdiag.claim_registry import Outcome, Status
 from solo_offdiag.io import atomic_write_json, atomic_write_text
-from solo_offdiag.repro.claims import IMAGE_CRITERIA, CheckOutcome, Claim, load_claims
+from solo_offdiag.repro.claims import Check, Claim, load_claims
 from solo_offdiag.repro.runner import read_done, read_json_object
 
 __all__ = ["ClaimVerdict", "Report", "evaluate", "image_records", "theory_summary"]
@@ -28,9 +29,9 @@ __all__ = ["ClaimVerdict", "Report", "evaluate", "image_records", "theory_summar
 @dataclass
 class ClaimVerdict:
     claim: str
-    status: str
+    status: Status
     statement: str
-    checks: list[CheckOutcome] = field(default_factory=list)
+    checks: list[Outcome] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {"claim": self.claim, "status": self.status, "statement": self.statement,
@@ -45,7 +46,7 @@ class Report:
 
     @property
     def exit_code(self) -> int:
-        bad = {"FAIL", "SKIPPED"} if self.strict else {"FAIL"}
+        bad = {Status.FAIL, Status.SKIPPED} if self.strict else {Status.FAIL}
         return 1 if any(v.status in bad for v in self.verdicts) else 0
 
     def lines(self) -> list[str]:
@@ -55,9 +56,8 @@ class Report:
             out.append(f"{v.claim:<3} {v.status:<7} {stmt}")
             for c in v.checks:
                 out.append(f"    {c.label:<12} {c.status:<7} {c.detail}")
-        counts = {s: sum(v.status == s for v in self.verdicts) for s in ("PASS", "FAIL", "SKIPPED")}
-        out.append(f"preset {self.preset}: {counts['PASS']} PASS, {counts['FAIL']} FAIL, "
-                   f"{counts['SKIPPED']} SKIPPED" + (" (strict: SKIPPED fails)" if self.strict else ""))
+        counts = ", ".join(f"{sum(v.status == s for v in self.verdicts)} {s}" for s in Status)
+        out.append(f"preset {self.preset}: {counts}" + (" (strict: SKIPPED fails)" if self.strict else ""))
         return out
 
     def to_dict(self) -> dict[str, Any]:
@@ -83,27 +83,37 @@ def theory_summary(preset_dir: Path, name: str) -> dict[str, Any] | None:
     return summary or None
 
 
-def _theory_outcome(check: Any, preset: str, preset_dir: Path) -> CheckOutcome:
-    from solo_offdiag.theory import criteria
-
+def _theory_outcome(check: Check, preset: str, preset_dir: Path) -> Outcome:
     name = check.theory_experiment
     summary = theory_summary(preset_dir, name)
     if summary is None:
-        return CheckOutcome(check.label, "SKIPPED",
+        return Outcome(check.label, Status.SKIPPED,
                             f"no finished run of theory/{name} in {preset_dir} "
                             f"(run: solo-offdiag repro run {name} --preset {preset})")
     wanted = check.params[preset]["preset"]
     if summary.get("preset") != wanted:
-        return CheckOutcome(check.label, "SKIPPED",
-                            f"theory/{name} was run with theory preset {summary.get('preset')!r}, "
+        return Outcome(check.label, Status.SKIPPED,
+                       f"theory/{name} was run with theory preset {summary.get('preset')!r}, "
                             f"the claims file asks for {wanted!r}")
     try:
-        result = getattr(criteria, check.function)(summary, **check.kwargs)
+        result = check.judge.function(summary, **check.kwargs)
     except (KeyError, ValueError) as err:
-        return CheckOutcome(check.label, "FAIL", f"theory/{name}: summary lacks what {check.function} "
-                            f"needs ({type(err).__name__}: {err})")
-    return CheckOutcome(check.label, "PASS" if result.passed else "FAIL", f"theory/{name}: {result.detail}",
-                        dict(result.measured), dict(result.threshold))
+        return Outcome(check.label, Status.FAIL, f"theory/{name}: summary lacks what {check.function} "
+                       f"needs ({type(err).__name__}: {err})")
+    return Outcome(check.label, Status.of(result.passed), f"theory/{name}: {result.detail}",
+                   dict(result.measured), dict(result.threshold))
+
+
+def _image_outcome(check: Check, preset: str, preset_dir: Path, records: list[dict[str, Any]],
+                   image_skip_reason: str | None) -> Outcome:
+    params = check.params[preset]
+    method = params.get("method", "byol_offdiag")
+    recs = [r for r in records if r.get("method", "byol_offdiag") == method]
+    if not recs:
+        why = image_skip_reason or (f"no finished image runs in {preset_dir / 'image'} "
+                                    f"(run: solo-offdiag repro run image_heads --preset {preset})")
+        return Outcome(check.label, Status.SKIPPED, why)
+    return check.judge.function(recs, params, label=check.label)
 
 
 def evaluate(results: Path, preset: str, *, strict: bool = False, claims: Sequence[Claim] | None = None,
@@ -118,23 +128,11 @@ def evaluate(results: Path, preset: str, *, strict: bool = False, claims: Sequen
     records = image_records(preset_dir)
     verdicts = []
     for claim in claims:
-        outcomes = []
-        for check in claim.checks:
-            if check.is_theory:
-                outcomes.append(_theory_outcome(check, preset, preset_dir))
-                continue
-            params = check.params[preset]
-            method = params.get("method", "byol_offdiag")
-            recs = [r for r in records if r.get("method", "byol_offdiag") == method]
-            if not recs:
-                why = image_skip_reason or (f"no finished image runs in {preset_dir / 'image'} "
-                                            f"(run: solo-offdiag repro run image_heads --preset {preset})")
-                outcomes.append(CheckOutcome(check.label, "SKIPPED", why))
-                continue
-            outcomes.append(IMAGE_CRITERIA[check.criterion](recs, params, label=check.label))
-        statuses = {o.status for o in outcomes}
-        status = "FAIL" if "FAIL" in statuses else "PASS" if "PASS" in statuses else "SKIPPED"
-        verdicts.append(ClaimVerdict(claim.id, status, " ".join(claim.statement.split()), outcomes))
+        outcomes = [_theory_outcome(check, preset, preset_dir) if check.judge.evidence == "theory"
+                    else _image_outcome(check, preset, preset_dir, records, image_skip_reason)
+                    for check in claim.checks]
+        verdicts.append(ClaimVerdict(claim.id, Status.combine(o.status for o in outcomes),
+                                     " ".join(claim.statement.split()), outcomes))
     return Report(preset, verdicts, strict)
 
 

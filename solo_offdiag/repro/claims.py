@@ -1,9 +1,12 @@
 """The claims file (``artifact/claims.yaml``): loading, validation, and the image-claim criteria.
 
-Each claim (C1-C8) has one or more *checks*; a check names the experiment producing its evidence,
-the metric, a criterion and its parameters per preset (``full``, ``smoke``). Image criteria
-(C1-C3 on real images) are implemented here as pure functions of image-run records; theory
-criteria (C3 theory side, C4-C8) are delegated to :mod:`solo_offdiag.theory.criteria`.
+Each claim (its id is the file's: C1-C8 today) has one or more *checks*; a check names the
+experiment producing its evidence, the metric, a criterion and its parameters per preset
+(``full``, ``medium``, ``smoke``). Criteria are looked up in the one registry,
+:mod:`solo_offdiag.claim_registry`: image criteria (C1-C3 on real images) are registered here as
+pure functions of image-run records; theory criteria (C3 theory side, C4-C8) in
+:mod:`solo_offdiag.theory.criteria`, named by the check's ``function`` (``criterion: theory``).
+Adding a claim is an entry in the claims file plus one decorated function.
 
 An image-run record is the ``result`` dict of an image run's ``done.json``
 (:mod:`solo_offdiag.repro.experiments`): ``dataset``, ``head``, ``seed``, ``probe_acc1``,
@@ -15,26 +18,33 @@ Examples:
     ['C1', 'C2', 'C3']
     >>> recs = [{"dataset": "d", "head": "mlp", "seed": 0, "probe_acc1": 90.0},
     ...         {"dataset": "d", "head": "offdiag", "seed": 0, "probe_acc1": 89.0}]
-    >>> c1_competitive(recs, {"datasets": ["d"], "margin_points": 2.0}).status
-    'PASS'
+    >>> print(c1_competitive(recs, {"datasets": ["d"], "margin_points": 2.0}).status)
+    PASS
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from solo_offdiag.claim_registry import (
+    Criterion,
+    Outcome,
+    Status,
+    UnknownCriterionError,
+    get_criterion,
+    register_criterion,
+)
 from solo_offdiag.repro.artifact import artifact_file
+from solo_offdiag.theory import criteria as _theory_criteria  # noqa: F401  (registers the theory criteria)
 
 __all__ = [
     "CLAIMS_FILE",
-    "IMAGE_CRITERIA",
     "PRESETS",
     "Check",
-    "CheckOutcome",
     "Claim",
     "ClaimsFileError",
     "c1_competitive",
@@ -49,8 +59,6 @@ PRESETS = ("smoke", "medium", "full")
 #: presets a check may leave out: it then uses the named preset's section (the theory checks run
 #: the same theory preset for every repro preset).
 PRESET_FALLBACK = {"medium": "smoke"}
-CLAIM_IDS = tuple(f"C{i}" for i in range(1, 9))
-STATUSES = ("PASS", "FAIL", "SKIPPED")
 
 
 class ClaimsFileError(ValueError):
@@ -67,7 +75,7 @@ class Check:
     metric: str
     criterion: str
     params: dict[str, dict[str, Any]]  # preset -> parameters (incl. "reason")
-    function: str | None = None  # theory criteria: function of solo_offdiag.theory.criteria
+    function: str | None = None  # theory criteria: the registered name (criterion is "theory")
     kwargs: dict[str, Any] = field(default_factory=dict)
     thresholds: dict[str, Any] = field(default_factory=dict)
 
@@ -83,6 +91,16 @@ class Check:
     def theory_experiment(self) -> str | None:
         return self.experiment.split("/", 1)[1] if self.experiment.startswith("theory/") else None
 
+    @property
+    def criterion_name(self) -> str:
+        """The name of the registered criterion judging this check."""
+        return self.function if self.is_theory and self.function else self.criterion
+
+    @property
+    def judge(self) -> Criterion:
+        """The registered criterion judging this check."""
+        return get_criterion(self.criterion_name, "theory" if self.is_theory else "image")
+
 
 @dataclass(frozen=True)
 class Claim:
@@ -93,20 +111,6 @@ class Claim:
     checks: tuple[Check, ...]
     paper_value: Any = None
     paper_value_source: str | None = None
-
-
-@dataclass
-class CheckOutcome:
-    """The verdict of one check: ``PASS``, ``FAIL`` or ``SKIPPED`` (evidence missing), and why."""
-
-    label: str
-    status: str
-    detail: str
-    measured: dict[str, Any] = field(default_factory=dict)
-    threshold: dict[str, Any] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 # ------------------------------------------------------------------------------------------
@@ -138,6 +142,7 @@ def parse_claims(data: Mapping[str, Any]) -> list[Claim]:
         raise ClaimsFileError(f"schema_version: got {data.get('schema_version')!r}; expected 1")
     raw = _require(data, "claims", "claims file", list)
     claims: list[Claim] = []
+    seen: list[str] = []
     for i, c in enumerate(raw):
         where = f"claims[{i}]"
         if not isinstance(c, Mapping):
@@ -145,8 +150,10 @@ def parse_claims(data: Mapping[str, Any]) -> list[Claim]:
         _unknown(c, _CLAIM_KEYS, where)
         cid = _require(c, "id", where, str)
         where = f"claim {cid}"
-        if cid not in CLAIM_IDS:
-            raise ClaimsFileError(f"{where}: id must be one of {CLAIM_IDS}")
+        if not cid.strip() or cid in seen:
+            raise ClaimsFileError(f"{where}: the id must be non-empty and unique; "
+                                  f"ids so far: {', '.join(seen) or '(none)'}")
+        seen.append(cid)
         paper_value, source = c.get("paper_value"), c.get("paper_value_source")
         if paper_value is not None and not (isinstance(source, str) and "p" in source.lower() and source.strip()):
             raise ClaimsFileError(
@@ -169,24 +176,25 @@ def parse_claims(data: Mapping[str, Any]) -> list[Claim]:
                 params[preset] = dict(p)
             if criterion == "theory":
                 function = _require(k, "function", cw, str)
-                from solo_offdiag.theory import criteria as theory_criteria
-
-                if not callable(getattr(theory_criteria, function, None)):
-                    raise ClaimsFileError(f"{cw}.function: {function!r} is not in solo_offdiag.theory.criteria")
+                try:
+                    get_criterion(function, "theory")
+                except UnknownCriterionError as err:
+                    raise ClaimsFileError(f"{cw}.function: {err}") from None
                 if not str(k["experiment"]).startswith("theory/"):
                     raise ClaimsFileError(f"{cw}.experiment: theory checks name 'theory/<experiment>'")
                 for preset in PRESETS:
                     if params[preset].get("preset") not in ("default", "smoke"):
                         raise ClaimsFileError(f"{cw}.{preset}.preset: the theory preset, 'default' or 'smoke'")
-            elif criterion in IMAGE_CRITERIA:
+            else:
+                try:
+                    get_criterion(criterion, "image")
+                except UnknownCriterionError as err:
+                    raise ClaimsFileError(f"{cw}.criterion: {err} (or 'theory' with a function)") from None
                 function = None
                 for preset in PRESETS:
                     if not params[preset].get("reason"):
                         raise ClaimsFileError(f"{cw}.{preset}: give the 'reason' for these thresholds")
                     _require(params[preset], "datasets", f"{cw}.{preset}", list)
-            else:
-                raise ClaimsFileError(
-                    f"{cw}.criterion: got {criterion!r}; known: theory, {', '.join(IMAGE_CRITERIA)}")
             checks.append(Check(
                 claim=cid, name=name, experiment=_require(k, "experiment", cw, str),
                 metric=_require(k, "metric", cw, str), criterion=criterion, params=params,
@@ -197,9 +205,8 @@ def parse_claims(data: Mapping[str, Any]) -> list[Claim]:
             figure_or_table=_require(c, "figure_or_table", where, str), checks=tuple(checks),
             paper_value=paper_value, paper_value_source=source,
         ))
-    ids = [c.id for c in claims]
-    if sorted(ids) != sorted(CLAIM_IDS) or len(set(ids)) != len(ids):
-        raise ClaimsFileError(f"claims file: expected each of {CLAIM_IDS} once; got {ids}")
+    if not claims:
+        raise ClaimsFileError("claims file: 'claims' is empty; expected at least one claim")
     return claims
 
 
@@ -228,20 +235,21 @@ def _by(records: Sequence[Mapping[str, Any]], dataset: str, head: str, key: str)
 
 
 def _verdict(label: str, per_dataset: dict[str, bool | None], measured: dict[str, Any],
-             threshold: dict[str, Any], detail: str) -> CheckOutcome:
+             threshold: dict[str, Any], detail: str) -> Outcome:
     missing = [d for d, ok in per_dataset.items() if ok is None]
     failed = [d for d, ok in per_dataset.items() if ok is False]
     if failed:
-        status = "FAIL"
+        status = Status.FAIL
     elif missing:
-        status = "SKIPPED"
+        status = Status.SKIPPED
         detail = f"no results for {', '.join(missing)}; {detail}"
     else:
-        status = "PASS"
-    return CheckOutcome(label, status, detail, measured, threshold)
+        status = Status.PASS
+    return Outcome(label, status, detail, measured, threshold)
 
 
-def c1_competitive(records: Sequence[Mapping[str, Any]], params: Mapping[str, Any], label: str = "C1") -> CheckOutcome:
+@register_criterion("image")
+def c1_competitive(records: Sequence[Mapping[str, Any]], params: Mapping[str, Any], label: str = "C1") -> Outcome:
     """C1: per dataset and per metric in ``metrics`` (default: the linear probe, ``probe_acc1``;
     ``knn_acc1`` is the kNN), mean(offdiag) >= mean(mlp) - ``margin_points``; all must hold."""
     margin = float(params["margin_points"])
@@ -268,8 +276,9 @@ def c1_competitive(records: Sequence[Mapping[str, Any]], params: Mapping[str, An
     return _verdict(label, per, measured, {"margin_points": margin, "metrics": metrics}, detail)
 
 
+@register_criterion("image")
 def c2_identity_collapse(records: Sequence[Mapping[str, Any]], params: Mapping[str, Any],
-                         label: str = "C2") -> CheckOutcome:
+                         label: str = "C2") -> Outcome:
     """C2: per dataset, identity's mean probe <= offdiag's - ``accuracy_gap_points`` OR its mean
     RankMe(z) <= ``rank_ratio_max`` x offdiag's."""
     gap_min = float(params["accuracy_gap_points"])
@@ -297,7 +306,8 @@ def c2_identity_collapse(records: Sequence[Mapping[str, Any]], params: Mapping[s
     return _verdict(label, per, measured, {"accuracy_gap_points": gap_min, "rank_ratio_max": ratio_max}, detail)
 
 
-def c3_rise_fall(records: Sequence[Mapping[str, Any]], params: Mapping[str, Any], label: str = "C3") -> CheckOutcome:
+@register_criterion("image")
+def c3_rise_fall(records: Sequence[Mapping[str, Any]], params: Mapping[str, Any], label: str = "C3") -> Outcome:
     """C3 (image): in >= ``min_fraction`` of the offdiag runs of each dataset, ||W - I||_F peaks at
     >= ``peak_over_final`` x its final value, not later than ``peak_position_max`` of training."""
     pof = float(params["peak_over_final"])
@@ -327,9 +337,3 @@ def c3_rise_fall(records: Sequence[Mapping[str, Any]], params: Mapping[str, Any]
     return _verdict(label, per, measured, {"peak_over_final": pof, "peak_position_max": latest,
                                            "min_fraction": min_fraction}, detail)
 
-
-IMAGE_CRITERIA: dict[str, Callable[..., CheckOutcome]] = {
-    "c1_competitive": c1_competitive,
-    "c2_identity_collapse": c2_identity_collapse,
-    "c3_rise_fall": c3_rise_fall,
-}

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from solo_offdiag.claim_registry import Status
 from solo_offdiag.io import atomic_write_text
 
 __all__ = ["FORMATS", "Table", "c1_c2_table", "claims_table", "theory_table", "write_tables"]
@@ -131,7 +132,7 @@ def _verdict(crit: dict[str, Any]) -> str:
     """PASS/FAIL; a negative control (a check that must reject its arm) says so instead."""
     if crit.get("negative_control"):
         return "ACCEPTED (negative control broken)" if crit.get("passed") else "rejected (negative control, as expected)"
-    return "PASS" if crit.get("passed") else "FAIL"
+    return Status.of(bool(crit.get("passed")))
 
 
 def theory_table(summaries: dict[str, dict[str, Any] | None]) -> Table:

@@ -26,6 +26,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from solo_offdiag.claim_registry import Status, register_criterion
 from solo_offdiag.theory.phases import LEARNED, RETURN_FRACTION, UNLEARNED
 
 __all__ = [
@@ -127,7 +128,7 @@ class CriterionResult:
         return asdict(self)
 
     def __str__(self) -> str:
-        return f"{self.claim}: {'PASS' if self.passed else 'FAIL'} - {self.detail}"
+        return f"{self.claim}: {Status.of(self.passed)} - {self.detail}"
 
 
 def _k_of_n(claim: str, ok: Sequence[bool], what: str, measured: dict[str, Any] | None = None,
@@ -226,6 +227,7 @@ def _median(values: Sequence[float]) -> float:
 # ------------------------------------------------------------------------------------------
 # Claims
 # ------------------------------------------------------------------------------------------
+@register_criterion("theory")
 def check_c4(summary: Mapping[str, Any], arm: str = "trainable") -> CriterionResult:
     """C4: with the trainable head both features are learned by different neurons, in the paper's
     phase order, and ``E`` returns towards ``I`` (:func:`c4_run`), in k of n seeds."""
@@ -238,6 +240,7 @@ def check_c4(summary: Mapping[str, Any], arm: str = "trainable") -> CriterionRes
                    {"learned": LEARNED, "return_fraction": RETURN_FRACTION})
 
 
+@register_criterion("theory")
 def check_c5(summary: Mapping[str, Any], arm: str = "fixed") -> CriterionResult:
     """C5: with E fixed at I every neuron aligns with v1 and v2 stays unlearned (k of n seeds)."""
     runs = _runs(summary, arm)
@@ -258,6 +261,7 @@ def _later(summary: Mapping[str, Any], claim: str, full: str, ablated: str, key:
                    {"late_factor": LATE_FACTOR})
 
 
+@register_criterion("theory")
 def check_c6(summary: Mapping[str, Any], full: str = "full", ablated: str = "no_bn") -> CriterionResult:
     """C6: without BN there is no acceleration: on the same seed, v2 is learned at least
     ``LATE_FACTOR`` times later than in the full model, or never (``t_v2``)."""
@@ -265,6 +269,7 @@ def check_c6(summary: Mapping[str, Any], full: str = "full", ablated: str = "no_
                   f"learn v2 with BN and >= {LATE_FACTOR:g}x later (or never) without it")
 
 
+@register_criterion("theory")
 def check_c7(summary: Mapping[str, Any], full: str = "full", ablated: str = "no_stop_gradient") -> CriterionResult:
     """C7: without stop-gradient the mechanism breaks: on the same seed, the features are not
     separated into different neurons, or ``LATE_FACTOR`` times later (``t_both``)."""
@@ -272,6 +277,7 @@ def check_c7(summary: Mapping[str, Any], full: str = "full", ablated: str = "no_
                   f"separate the features with stop-gradient and >= {LATE_FACTOR:g}x later (or never) without it")
 
 
+@register_criterion("theory")
 def check_c8(summary: Mapping[str, Any]) -> CriterionResult:
     """C8 from the ``e_scaling`` sweep (``summary["scaling"]``). Per seed (k of n): halving eta
     doubles the escape time T1 (within ``ETA_RATIO_TOL``) and the substitution (10->90% rise of
@@ -307,6 +313,7 @@ def check_c8(summary: Mapping[str, Any]) -> CriterionResult:
     return res
 
 
+@register_criterion("theory")
 def check_c3_offdiag(summary: Mapping[str, Any], arm: str = "trainable") -> CriterionResult:
     """C3 (theory side): ``||E - I||_F`` rises then falls (:func:`c3_run`) in k of n seeds."""
     runs = _runs(summary, arm)

@@ -43,7 +43,8 @@ def test_paper_value_without_source_is_rejected(raw):
 
 
 @pytest.mark.parametrize("mutate, message", [
-    (lambda d: d["claims"].pop(), "expected each of"),
+    (lambda d: d["claims"].append(d["claims"][0]), "unique"),
+    (lambda d: d.update(claims=[]), "at least one claim"),
     (lambda d: d["claims"][0]["checks"][0].update(criterion="magic"), "criterion"),
     (lambda d: d["claims"][0]["checks"][0]["smoke"].pop("reason"), "reason"),
     (lambda d: d["claims"][3]["checks"][0].update(function="check_nothing"), "function"),
