@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from solo_offdiag.analysis.config import AnalysisConfig
@@ -106,6 +106,7 @@ def test_wrong_section_type() -> None:
         validate_method_cfg({"method_kwargs": ["offdiag"]})
 
 
+@settings(deadline=None)  # validation, not timing: a loaded machine exceeded the 200 ms default
 @given(
     kind=st.sampled_from(list_heads()),
     lr=st.one_of(st.none(), st.floats(0, 10)),
