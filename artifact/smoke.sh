@@ -28,6 +28,11 @@ ok, why = solo_available()
 sys.exit(0 if ok else 1)' >/dev/null 2>&1
 }
 
+solo_why() {  # why solo_ok fails (one line)
+    "$1" -c 'from solo_offdiag.solo_adapter.requirements import solo_available
+print(solo_available()[1])' 2>&1 | tail -n 1
+}
+
 make_solo_venv() {
     [ -x "$SOLO_VENV/bin/python" ] || python3 -m venv "$SOLO_VENV"
     local base site
@@ -41,7 +46,11 @@ make_solo_venv() {
 }
 
 install_solo() {  # $1: what pip installs (a checkout or the pinned git URL)
-    "$SOLO_VENV/bin/python" -m pip install -q --disable-pip-version-check --no-build-isolation "$1"
+    # setuptools in [77.0.3, 81): torch asks for >= 77.0.3, and lightning 2.1.2 (solo's pin) imports
+    # pkg_resources, which setuptools 81+ no longer has (without the cap pip upgrades to the newest
+    # and `import solo` fails)
+    "$SOLO_VENV/bin/python" -m pip install -q --disable-pip-version-check --no-build-isolation "$1" \
+        'setuptools>=77.0.3,<81'
 }
 
 PY=.venv/bin/python
@@ -56,13 +65,13 @@ else
     log=$(mktemp)
     if ! make_solo_venv >"$log" 2>&1; then
         SKIP_REASON="could not create $SOLO_VENV: $(tail -n 3 "$log" | tr '\n' ' ')"
-    elif [ -n "${SOLO_LEARN_SRC:-}" ] && install_solo "$SOLO_LEARN_SRC" >"$log" 2>&1 && solo_ok "$SOLO_VENV/bin/python"; then
+    elif [ -n "${SOLO_LEARN_SRC:-}" ] && install_solo "$SOLO_LEARN_SRC" >>"$log" 2>&1 && solo_ok "$SOLO_VENV/bin/python"; then
         echo "[smoke] installed solo-learn from SOLO_LEARN_SRC=$SOLO_LEARN_SRC"
-    elif timeout "$SOLO_INSTALL_TIMEOUT" "$SOLO_VENV/bin/python" -m pip install -q --disable-pip-version-check \
-            --no-build-isolation "$PIN_URL" >>"$log" 2>&1 && solo_ok "$SOLO_VENV/bin/python"; then
+    elif (export -f install_solo; export SOLO_VENV; timeout "$SOLO_INSTALL_TIMEOUT" bash -c 'install_solo "$0"' "$PIN_URL") \
+            >>"$log" 2>&1 && solo_ok "$SOLO_VENV/bin/python"; then
         echo "[smoke] installed solo-learn from $PIN_URL"
     else
-        SKIP_REASON="installing solo-learn failed (SOLO_LEARN_SRC=${SOLO_LEARN_SRC:-unset}; $PIN_URL within ${SOLO_INSTALL_TIMEOUT} s): $(tail -n 3 "$log" | tr '\n' ' ')"
+        SKIP_REASON="installing solo-learn failed (SOLO_LEARN_SRC=${SOLO_LEARN_SRC:-unset}; $PIN_URL within ${SOLO_INSTALL_TIMEOUT} s): $(tail -n 3 "$log" | tr '\n' ' ') [import check: $(solo_why "$SOLO_VENV/bin/python")]"
     fi
     rm -f "$log"
     if [ -z "$SKIP_REASON" ]; then

@@ -27,6 +27,10 @@ DESCRIPTIONS: dict[str, str] = {
     "predictor.options": "options of that kind, e.g. `{init: random}` for `linear`, `{rho: 0.3, eps: 0.01, freq: 1}` for `directpred`",
     "predictor.lr": "head param-group learning rate, **absolute** (not scaled by batch size, unlike `optimizer.lr`); follows the scheduler; null = the global lr",
     "predictor.weight_decay": "head param-group weight decay; null = `optimizer.weight_decay`",
+    "predictor.weight_decay_kinds": "the head kinds that get `predictor.weight_decay` (others keep "
+    "`optimizer.weight_decay`), e.g. `[offdiag, diagonal]`; null = every kind",
+    "predictor.weight_decay_start": "fraction of the training steps before which the head group "
+    "has no weight decay (then its weight decay); 0 = from the first step",
     "predictor.static_lr": "keep the head at the global lr with no schedule (solo's `static_lr`)",
     "predictor.lars.trust_ratio": "LARS only: false = the head group takes plain SGD+momentum steps "
     "at its lr (no `eta * ||A||` bound, which keeps a zero-initialised head tiny; docs/image_study.md)",

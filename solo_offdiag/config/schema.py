@@ -10,6 +10,10 @@ Keys (``method_kwargs.*``)::
       options: {}            # options of that kind, e.g. {init: random} for linear
       lr: null               # head param-group lr; null = optimizer.lr (after solo's scaling)
       weight_decay: null     # head param-group weight decay; null = optimizer.weight_decay
+      weight_decay_kinds: null  # head kinds that get weight_decay (others: optimizer.weight_decay);
+                             # null = every kind
+      weight_decay_start: 0.0  # fraction of the training steps before which the head group has
+                             # no weight decay (then weight_decay); 0 = from the first step
       static_lr: false       # true: the head stays at the global lr with no schedule (solo's
                              # static_lr; SimSiam uses it for its predictor)
       lars:                  # the head group's LARS settings (only with optimizer.name: lars)
@@ -104,14 +108,37 @@ class PredictorConfig:
     weight_decay: float | None = field(
         default=None, metadata={"check": non_negative, "allowed": "a number >= 0 or null"}
     )
+    #: the head kinds that get ``weight_decay`` (null: every kind). A preset that sweeps kinds with
+    #: one set of overrides can so decay only the identity-initialised heads (``offdiag``,
+    #: ``diagonal``: there the decay pulls W back to I) and leave ``mlp``/``linear`` (whose decay
+    #: pulls towards 0, a different regulariser) at ``optimizer.weight_decay``.
+    weight_decay_kinds: list[str] | None = None
+    #: the head group's weight decay is 0 before this fraction of the training steps, then
+    #: ``weight_decay``: the head moves freely while the representation forms and is pulled back
+    #: to its initialisation afterwards (docs/image_study.md)
+    weight_decay_start: float = field(
+        default=0.0, metadata={"check": lambda v: 0.0 <= v < 1.0, "allowed": "a number in [0, 1)"}
+    )
     static_lr: bool = False
     lars: PredictorLarsConfig = field(default_factory=PredictorLarsConfig)
+
+    def group_weight_decay(self) -> float | None:
+        """The head group's weight decay: ``weight_decay`` when it applies to this kind, else None
+        (the group keeps ``optimizer.weight_decay``)."""
+        if self.weight_decay_kinds is not None and self.kind not in self.weight_decay_kinds:
+            return None
+        return self.weight_decay
 
     def __post_init__(self) -> None:
         try:
             allowed = head_options(self.kind)
         except UnknownHeadError as err:
             raise ConfigError(f"method_kwargs.predictor.kind: {err}") from None
+        for kind in self.weight_decay_kinds or []:
+            try:
+                head_options(kind)
+            except UnknownHeadError as err:
+                raise ConfigError(f"method_kwargs.predictor.weight_decay_kinds: {err}") from None
         for key in self.options:
             if key not in allowed:
                 hint = did_you_mean(key, allowed)

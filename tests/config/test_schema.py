@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from solo_offdiag.analysis.config import AnalysisConfig
@@ -106,6 +106,7 @@ def test_wrong_section_type() -> None:
         validate_method_cfg({"method_kwargs": ["offdiag"]})
 
 
+@settings(deadline=None)  # validation, not timing: a loaded machine exceeded the 200 ms default
 @given(
     kind=st.sampled_from(list_heads()),
     lr=st.one_of(st.none(), st.floats(0, 10)),
@@ -133,3 +134,22 @@ def test_head_lars_settings() -> None:
                              "method_kwargs": {"predictor": {"lars": {"eta": 0.1}}}})
     with pytest.raises(ConfigError, match=r"predictor\.lars\.eta"):
         validate_method_cfg({"method_kwargs": {"predictor": {"lars": {"eta": 0}}}})
+
+
+def test_head_weight_decay_only_for_named_kinds() -> None:
+    only_identity_init = {"weight_decay": 20.0, "weight_decay_kinds": ["offdiag", "diagonal"]}
+    for kind, expected in [("offdiag", 20.0), ("diagonal", 20.0), ("mlp", None), ("linear", None)]:
+        typed = validate_method_cfg(_cfg(predictor={"kind": kind, **only_identity_init}))
+        assert typed.predictor.group_weight_decay() == expected, kind
+    everyone = validate_method_cfg(_cfg(predictor={"kind": "mlp", "weight_decay": 0.5}))
+    assert everyone.predictor.group_weight_decay() == 0.5
+    with pytest.raises(ConfigError, match=r"weight_decay_kinds: unknown head 'offdiog'.*did you mean 'offdiag'"):
+        validate_method_cfg(_cfg(predictor={"weight_decay_kinds": ["offdiog"]}))
+    with pytest.raises(ConfigError, match=r"weight_decay_kinds: got 'offdiag'.*expected a list"):
+        validate_method_cfg(_cfg(predictor={"weight_decay_kinds": "offdiag"}))
+
+
+@pytest.mark.parametrize("bad", [-0.1, 1.0, 2])
+def test_head_weight_decay_start_range(bad) -> None:
+    with pytest.raises(ConfigError, match=r"weight_decay_start: got .*allowed: a number in \[0, 1\)"):
+        validate_method_cfg(_cfg(predictor={"weight_decay_start": bad}))

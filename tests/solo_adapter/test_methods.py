@@ -247,3 +247,37 @@ def test_head_lars_eta_override(registered_methods, solo_cfg):
     cfg.scheduler.name = "none"
     groups, _ = _groups(registered_methods["byol_offdiag"](cfg))
     assert groups["predictor"]["eta"] == 0.5 and groups["predictor"]["clip_lr"] is False
+
+
+@pytest.mark.parametrize(("kind", "expected"), [("offdiag", 20.0), ("mlp", 1e-5)])
+def test_head_weight_decay_kinds_reach_optimizer(registered_methods, solo_cfg, kind, expected):
+    cfg = solo_cfg(optimizer="adamw", predictor={"kind": kind, "weight_decay": 20.0,
+                                                 "weight_decay_kinds": ["offdiag", "diagonal"]})
+    cfg.scheduler.name = "none"
+    cfg.optimizer.kwargs = {}
+    groups, _ = _groups(registered_methods["byol_offdiag"](cfg))
+    assert groups["predictor"]["weight_decay"] == pytest.approx(expected)
+
+
+def test_head_weight_decay_start(registered_methods, solo_cfg):
+    from types import SimpleNamespace
+
+    cfg = solo_cfg(optimizer="adamw", predictor={"weight_decay": 20.0, "weight_decay_start": 0.5})
+    cfg.scheduler.name = "none"
+    cfg.optimizer.kwargs = {}
+    model = registered_methods["byol_offdiag"](cfg)
+    groups, optimizer = _groups(model)
+    trainer = SimpleNamespace(estimated_stepping_batches=100, optimizers=[optimizer], global_step=0)
+    model._trainer = trainer
+    for step, expected in [(0, 0.0), (49, 0.0), (50, 20.0), (99, 20.0)]:
+        trainer.global_step = step
+        model._apply_head_weight_decay_start()
+        assert groups["predictor"]["weight_decay"] == expected, step
+    assert groups["backbone"]["weight_decay"] == pytest.approx(1e-5)  # other groups untouched
+    # a resumed run (optimizer state saved while the decay was off) gets the decay back
+    trainer.global_step = 10
+    model._apply_head_weight_decay_start()
+    optimizer.load_state_dict(optimizer.state_dict())
+    trainer.global_step = 60
+    model._apply_head_weight_decay_start()
+    assert {g["name"]: g for g in optimizer.param_groups}["predictor"]["weight_decay"] == 20.0

@@ -7,7 +7,8 @@
   the predictor, so their initialisation is identical to solo's method for the same seed;
 * the optimiser: :attr:`learnable_params` puts the head's trainable parameters in a group
   ``"predictor"`` with ``predictor.lr`` / ``predictor.weight_decay`` / ``predictor.static_lr`` and the group's LARS
-  settings ``predictor.lars`` (trust ratio, eta, clip_lr);
+  settings ``predictor.lars`` (trust ratio, eta, clip_lr); ``predictor.weight_decay_start`` keeps
+  that group's decay at 0 for the first fraction of the training steps;
 * the analysis protocol: ``prediction_head`` (the same module as ``predictor``), ``training_step``
   returning ``{"loss", "z", "feats"}`` and ``validation_step`` adding ``"z"``/``"feats"``, both
   detached, of the first large view; ``configure_callbacks`` from ``method_kwargs.analysis``.
@@ -149,8 +150,9 @@ class OffDiagHeadMixin:
         predictor = self.offdiag_cfg.predictor
         if predictor.lr is not None:
             group["lr"] = predictor.lr
-        if predictor.weight_decay is not None:
-            group["weight_decay"] = predictor.weight_decay
+        weight_decay = predictor.group_weight_decay()
+        if weight_decay is not None:
+            group["weight_decay"] = weight_decay
         if self._predictor_static_lr:
             group["static_lr"] = True
         group.update(predictor.lars.group_settings())
@@ -173,8 +175,26 @@ class OffDiagHeadMixin:
             self._captured_train = (out["z"].detach(), out["feats"].detach())
         return out
 
+    def _apply_head_weight_decay_start(self) -> None:
+        """``predictor.weight_decay_start``: the head group's decay is 0 before that fraction of
+        the training steps, its configured value from then on (set before each optimiser step,
+        so a resumed run gets the right value too)."""
+        start = self.offdiag_cfg.predictor.weight_decay_start
+        trainer = getattr(self, "_trainer", None)
+        if start <= 0.0 or trainer is None:
+            return
+        total = trainer.estimated_stepping_batches
+        for optimizer in trainer.optimizers:
+            for group in optimizer.param_groups:
+                if group.get("name") != "predictor":
+                    continue
+                group.setdefault("_scheduled_weight_decay", group["weight_decay"])
+                decay_on = trainer.global_step >= start * total
+                group["weight_decay"] = group["_scheduled_weight_decay"] if decay_on else 0.0
+
     def training_step(self, batch: Any, batch_idx: int) -> dict[str, torch.Tensor]:
         self._captured_train = None
+        self._apply_head_weight_decay_start()
         loss = super().training_step(batch, batch_idx)  # type: ignore[misc]
         if isinstance(loss, Mapping):  # pragma: no cover - solo's BYOL/SimSiam return a tensor
             loss = loss["loss"]
