@@ -163,28 +163,40 @@ def test_pretrain_with_the_gpu_resident_data_path(image_folder, tmp_path):
 _LAUNCH = "import sys; from solo_offdiag.cli.main import main; sys.exit(main())"
 
 
-def test_sigterm_checkpoints_exits_143_and_the_rerun_finishes_then_does_nothing(image_folder, tmp_path):
-    """Preemption: SIGTERM after the first epoch's checkpoint -> a resumable checkpoint, the run
-    directory printed, exit 143; the same command resumes to the end; once more: nothing to do."""
-    import signal
+def _signal_after_first_checkpoint(image_folder, tmp_path, name: str, max_epochs: int, sig):
+    """Launch a tiny ``pretrain`` (4 steps an epoch), send ``sig`` once its first checkpoint exists.
+
+    Returns the command (to re-run it), its environment, the runs' base folder and the stopped
+    process's return code and output.
+    """
     import time
 
-    import torch
-
-    from solo_offdiag.solo_adapter.checkpoints import newest_valid_checkpoint
-
     overrides = [o for o in TINY if not o.startswith(("+limit_train_batches", "max_epochs"))]
-    cmd = [sys.executable, "-c", _LAUNCH, "pretrain", *overrides, "+limit_train_batches=4", "max_epochs=3",
-           *_paths(image_folder, tmp_path), "name=sigterm"]
+    cmd = [sys.executable, "-c", _LAUNCH, "pretrain", *overrides, "+limit_train_batches=4",
+           f"max_epochs={max_epochs}", *_paths(image_folder, tmp_path), f"name={name}"]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "WANDB_MODE": "disabled"}
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     base = tmp_path / "trained_models" / "byol_offdiag"
     deadline = time.monotonic() + 600
     while not list(base.glob("*/*.ckpt")) and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
-    proc.send_signal(signal.SIGTERM)
+    proc.send_signal(sig)
     out, _ = proc.communicate(timeout=600)
-    assert proc.returncode == 143, out[-3000:]
+    return cmd, env, base, proc.returncode, out
+
+
+def test_sigterm_checkpoints_exits_143_and_the_rerun_finishes_then_does_nothing(image_folder, tmp_path):
+    """Preemption: SIGTERM after the first epoch's checkpoint -> a resumable checkpoint, the run
+    directory printed, exit 143; the same command resumes to the end; once more: nothing to do."""
+    import signal
+
+    import torch
+
+    from solo_offdiag.solo_adapter.checkpoints import newest_valid_checkpoint
+
+    cmd, env, base, returncode, out = _signal_after_first_checkpoint(
+        image_folder, tmp_path, "sigterm", 3, signal.SIGTERM)
+    assert returncode == 143, out[-3000:]
     assert "run directory" in out and "SIGTERM" in out and "Traceback" not in out
     (run_dir,) = base.iterdir()
     stopped = newest_valid_checkpoint(run_dir)
@@ -210,22 +222,12 @@ def test_ctrl_c_exits_130_without_a_traceback_and_the_rerun_resumes(image_folder
     swallows the interrupt and returns from fit, 2.6 exits 1: both become 130); the same command
     then resumes from the last checkpoint in the same run directory."""
     import signal
-    import time
 
     from solo_offdiag.solo_adapter.checkpoints import newest_valid_checkpoint
 
-    overrides = [o for o in TINY if not o.startswith(("+limit_train_batches", "max_epochs"))]
-    cmd = [sys.executable, "-c", _LAUNCH, "pretrain", *overrides, "+limit_train_batches=4", "max_epochs=2",
-           *_paths(image_folder, tmp_path), "name=sigint"]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "WANDB_MODE": "disabled"}
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    base = tmp_path / "trained_models" / "byol_offdiag"
-    deadline = time.monotonic() + 600
-    while not list(base.glob("*/*.ckpt")) and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGINT)
-    out, _ = proc.communicate(timeout=600)
-    assert proc.returncode == 130, out[-3000:]
+    cmd, env, base, returncode, out = _signal_after_first_checkpoint(
+        image_folder, tmp_path, "sigint", 2, signal.SIGINT)
+    assert returncode == 130, out[-3000:]
     assert "interrupted" in out and "Traceback" not in out, out[-3000:]
     (run_dir,) = base.iterdir()
     stopped = newest_valid_checkpoint(run_dir)
