@@ -73,6 +73,11 @@ def _common(p: argparse.ArgumentParser, *, run: bool) -> None:
         p.add_argument("--threads", type=argtypes.positive_int, default=None,
                        help="torch intra-op threads (default: 1 with --device cpu, which is much faster "
                             "than torch's default on a busy CPU; torch's default with cuda)")
+        p.add_argument("--jobs", type=argtypes.positive_int, default=1, metavar="N",
+                       help="runs at once, each in its own process with --threads threads (default 1). "
+                            "On a CPU, N x threads <= cores: the smoke preset uses --jobs 2 on 2 cores. "
+                            "Results are those of --jobs 1; each run's output goes to "
+                            "<results>/<preset>/logs/<run>.log")
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -160,7 +165,7 @@ def _run(args: argparse.Namespace) -> int:
         outcomes = run_experiments(names, preset=args.preset, device=args.device, seeds=args.seeds,
                                    results=args.results, data_dir=args.data_dir,
                                    progress=not args.no_progress, force=args.force, threads=_threads(args),
-                                   seed_offset=args.seed_offset)
+                                   seed_offset=args.seed_offset, jobs=args.jobs)
     except KeyboardInterrupt as err:
         return _interrupted(err)
     except DataUnavailable as err:
@@ -303,7 +308,7 @@ def _all(args: argparse.Namespace) -> int:
     try:
         result = run_all(preset=args.preset, device=args.device, seeds=args.seeds, results=args.results,
                          data_dir=args.data_dir, progress=not args.no_progress, force=args.force,
-                         strict=args.strict, threads=_threads(args), seed_offset=args.seed_offset)
+                         strict=args.strict, threads=_threads(args), seed_offset=args.seed_offset, jobs=args.jobs)
     except KeyboardInterrupt as err:
         return _interrupted(err)
     except DataUnavailable as err:

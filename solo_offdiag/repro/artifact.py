@@ -10,7 +10,7 @@ import importlib.resources
 from pathlib import Path
 
 __all__ = ["ARTIFACT_FILES", "ARTIFACT_PACKAGE", "REPRO_PRESETS", "ArtifactError", "artifact_dir", "artifact_file",
-           "packaged_artifact_dir", "use_artifact"]
+           "packaged_artifact_dir", "selected_artifact_dir", "use_artifact"]
 
 #: the package name under which pyproject.toml ships artifact/ (its data files only).
 ARTIFACT_PACKAGE = "solo_offdiag_artifact"
@@ -48,6 +48,12 @@ def packaged_artifact_dir() -> Path:
 def artifact_dir() -> Path:
     """The artifact's data folder: the one chosen with :func:`use_artifact`, else the packaged one."""
     return _selected if _selected is not None else packaged_artifact_dir()
+
+
+def selected_artifact_dir() -> Path | None:
+    """The folder chosen with :func:`use_artifact` (``--artifact DIR``), None for the packaged copy
+    (what a worker process must select again: :mod:`solo_offdiag.repro.parallel`)."""
+    return _selected
 
 
 def artifact_file(*parts: str) -> Path:

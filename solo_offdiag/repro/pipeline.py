@@ -9,6 +9,7 @@ a line saying exactly what was skipped and how to enable it), figures, tables an
 from __future__ import annotations
 
 import contextlib
+import functools
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -18,7 +19,7 @@ from typing import Any
 from solo_offdiag.io import atomic_write_json
 from solo_offdiag.repro import experiments as E
 from solo_offdiag.repro.envinfo import environment
-from solo_offdiag.repro.runner import RunOutcome, execute
+from solo_offdiag.repro.runner import RunOutcome, RunSpec, execute
 
 __all__ = ["CPU_THREADS", "AllResult", "prepare_data", "run_all", "run_experiments", "torch_threads"]
 
@@ -88,15 +89,19 @@ def run_experiments(
     names: Sequence[str], *, preset: str, device: str = "cpu", seeds: int | None = None,
     results: Path = DEFAULT_RESULTS, data_dir: Path | None = None, progress: bool = True,
     force: bool = False, threads: int | None = None, log: Callable[[str], None] = _print, seed_offset: int = 0,
+    jobs: int = 1,
 ) -> list[RunOutcome]:
     """Run (or resume, or skip when finished) every run of the named experiments.
 
     ``threads``: torch's intra-op thread count while the runs execute (restored afterwards);
     None leaves torch's default. See :data:`CPU_THREADS` for why the CLI uses 1 on CPU.
+    ``jobs``: how many runs execute at once, each in its own process
+    (:mod:`solo_offdiag.repro.parallel`; 1: one after the other in this process).
     """
     with torch_threads(threads):
         return _run_experiments(names, preset=preset, device=device, seeds=seeds, results=results,
-                                data_dir=data_dir, progress=progress, force=force, log=log, seed_offset=seed_offset)
+                                data_dir=data_dir, progress=progress, force=force, log=log, seed_offset=seed_offset,
+                                jobs=jobs, threads=threads)
 
 
 @contextlib.contextmanager
@@ -120,15 +125,21 @@ def torch_threads(threads: int | None) -> Iterator[None]:
 def _run_experiments(
     names: Sequence[str], *, preset: str, device: str, seeds: int | None, results: Path,
     data_dir: Path | None, progress: bool, force: bool, log: Callable[[str], None], seed_offset: int = 0,
+    jobs: int = 1, threads: int | None = None,
 ) -> list[RunOutcome]:
     from tqdm.auto import tqdm
 
     results = Path(results)
     preset_dir = results / preset
     prepare_data(names, preset, results, log, data_dir)
-    specs = E.specs_for(names, preset, device, seeds, results / "data", data_dir, progress, seed_offset)
+    factory = functools.partial(E.specs_for, names, preset, device, seeds, results / "data", data_dir, progress,
+                                seed_offset)
+    specs = factory()
     preset_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_json(preset_dir / "env.json", environment())
+    if jobs > 1:
+        return _run_parallel(specs, factory, jobs, preset_dir, force=force, threads=threads, progress=progress,
+                             log=log, preset=preset)
     outcomes = []
     bar = tqdm(specs, desc=f"repro {preset}", unit="run", disable=not progress)
     if progress:
@@ -150,6 +161,42 @@ def _run_experiments(
                     "command to resume")
                 raise KeyboardInterrupt(" ".join(s for s in interrupted if s.startswith("SIG")))
     return outcomes
+
+
+def _run_parallel(specs: list[RunSpec], factory: Callable[[], list[RunSpec]], jobs: int, preset_dir: Path, *,
+                  force: bool, threads: int | None, progress: bool, log: Callable[[str], None],
+                  preset: str) -> list[RunOutcome]:
+    """``--jobs N`` (N > 1): the runs in N worker processes, the longest first (image runs take
+    minutes, theory runs seconds), so that the last run to start does not end long after the
+    others."""
+    from tqdm.auto import tqdm
+
+    from solo_offdiag.repro.parallel import run_parallel
+
+    ordered = sorted(specs, key=lambda s: s.tags.get("kind") != "image")
+    bar = tqdm(total=len(specs), desc=f"repro {preset} ({jobs} jobs)", unit="run", disable=not progress)
+    if progress:
+        log = bar.write
+
+    def done(out: RunOutcome) -> None:
+        bar.update(1)
+        _report_outcome(out, log)
+
+    with interrupt_on_signals():
+        try:
+            outcomes = run_parallel(ordered, factory, jobs, preset_dir, force=force, threads=threads, log=log,
+                                    on_done=done)
+        except KeyboardInterrupt as err:
+            bar.close()
+            log("[repro] interrupted: the running runs were stopped (each saved what it could); finished "
+                "runs are kept: re-run the same command to resume")
+            raise KeyboardInterrupt(str(err)) from None
+    bar.close()
+    if any(o.error == "interrupted" for o in outcomes):  # a worker got the signal first (Ctrl-C in a terminal)
+        log("[repro] interrupted; finished runs are kept: re-run the same command to resume")
+        raise KeyboardInterrupt("SIGINT")
+    by_key = {o.key: o for o in outcomes}
+    return [by_key[s.key] for s in specs if s.key in by_key]
 
 
 def _report_outcome(out: RunOutcome, log: Callable[[str], None]) -> None:
@@ -216,7 +263,7 @@ class AllResult:
 def run_all(
     *, preset: str, device: str = "cpu", seeds: int | None = None, results: Path = DEFAULT_RESULTS,
     data_dir: Path | None = None, progress: bool = True, force: bool = False, strict: bool = False,
-    threads: int | None = None, log: Callable[[str], None] = _print, seed_offset: int = 0,
+    threads: int | None = None, log: Callable[[str], None] = _print, seed_offset: int = 0, jobs: int = 1,
 ) -> AllResult:
     """``repro all``: experiments, figures, tables, check; writes ``all.json`` with wall times."""
     from solo_offdiag.repro.check import evaluate, write_report
@@ -238,7 +285,7 @@ def run_all(
             + "\n".join(f"    {line}" for line in reason.splitlines()[1:]))
     outcomes = run_experiments(names, preset=preset, device=device, seeds=seeds, results=results,
                                data_dir=data_dir, progress=progress, force=force, threads=threads, log=log,
-                               seed_offset=seed_offset)
+                               seed_offset=seed_offset, jobs=jobs)
     preset_dir = results / preset
     try:
         figures = write_figures(preset_dir, preset)
