@@ -139,3 +139,22 @@ def test_sigterm_stops_the_workers_and_the_rerun_resumes(tmp_path):
     assert "STATUSES ['done', 'done']" in rerun.stdout, rerun.stdout + rerun.stderr
     run = json.loads((tmp_path / "res" / "fake/seed0" / "run.json").read_text())
     assert run["attempt"] == 2  # resumed in place, not started from scratch
+
+
+@pytest.mark.slow
+def test_repro_run_jobs_2_gives_the_sequential_theory_results(tmp_path):
+    """Through the CLI with the real specs (experiments.specs_for as the factory): two theory
+    experiments in two workers give the summaries of a --jobs 1 run, and the output is logged."""
+    from solo_offdiag.cli.main import main
+
+    common = ["repro", "run", "c_no_bn", "f_wide_head", "--seeds", "1", "--no-progress"]
+    assert main([*common, "--results", str(tmp_path / "seq")]) == 0
+    assert main([*common, "--results", str(tmp_path / "par"), "--jobs", "2"]) == 0
+    for name in ("c_no_bn", "f_wide_head"):
+        seq = json.loads((tmp_path / "seq" / "smoke" / "theory" / name / "done.json").read_text())
+        par = json.loads((tmp_path / "par" / "smoke" / "theory" / name / "done.json").read_text())
+        assert par["config_fingerprint"] == seq["config_fingerprint"]
+        par["result"].pop("wall_time_s", None)
+        seq["result"].pop("wall_time_s", None)
+        assert par["result"] == seq["result"]
+        assert log_path(tmp_path / "par" / "smoke", f"theory/{name}").is_file()
