@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from solo_offdiag.claim_registry import Status
+from solo_offdiag.claim_registry import verdict_text
 from solo_offdiag.cli import argtypes
 
 # Kept in sync with solo_offdiag.theory.experiments by tests/theory/test_cli.py; listed here so
@@ -72,11 +72,7 @@ def _main(args: argparse.Namespace) -> int:
     except ValueError as err:
         print(f"solo-offdiag theory: {err}")
         return 2
-    for key, r in crit.items():
-        if r.get("negative_control"):  # a check that must reject this arm's outcome
-            verdict = "ACCEPTED (negative control broken)" if r["passed"] else "rejected, as expected (negative control)"
-        else:
-            verdict = Status.of(r["passed"])
-        print(f"{key}: {verdict} - {r['detail']}")
+    for key, r in crit.items():  # Outcome.to_dict()s; a negative control must reject its arm
+        print(f"{key}: {verdict_text(r['status'], bool(r.get('negative_control')))} - {r['detail']}")
     print(f"wall time {summary['wall_time_s']:.1f} s; results in {args.out}")
     return 0
