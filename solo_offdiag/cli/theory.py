@@ -8,16 +8,16 @@ from typing import Any
 from solo_offdiag.claim_registry import verdict_text
 from solo_offdiag.cli import argtypes
 
-# Kept in sync with solo_offdiag.theory.experiments by tests/theory/test_cli.py; listed here so
-# that `--help` does not import torch.
+# The registry's descriptions (solo_offdiag.theory.experiments.describe_experiments), repeated here
+# so that `--help` does not import torch; tests/test_single_source.py checks that they are equal.
 EXPERIMENT_HELP = {
     "a_trainable_head": "dynamics with the trainable identity-initialised head, m = 2 (C4, C3)",
-    "b_fixed_head": "head fixed at the identity vs trainable (C5)",
-    "c_no_bn": "batch normalisation removed (C6)",
+    "b_fixed_head": "head fixed at the identity (no predictor) vs trainable (C5)",
+    "c_no_bn": "batch normalisation removed (C6: no acceleration)",
     "d_no_stopgrad": "stop-gradient removed from the target (C7)",
     "e_scaling": "escape time T1 vs d and vs eta, substitution time, peak E21 vs sqrt(eta_E/eta) (C8)",
     "f_wide_head": "m = 64 neurons, 64x64 head: ||E - I|| over training (exploratory, no verdict)",
-    "g_sensitivity": "one-at-a-time sensitivity sweep (not part of `all`)",
+    "g_sensitivity": "one-at-a-time sensitivity grid: trainable vs fixed head (not in `all`)",
 }
 
 
