@@ -6,11 +6,13 @@ it reads:
 
 * ``"image"``: ``fn(records, params, label) -> Outcome`` on the image-run records of a preset
   (``params`` is the preset's section of the check); in :mod:`solo_offdiag.repro.claims`.
-* ``"theory"``: ``fn(summary, **kwargs)`` on one theory experiment's ``summary.json``, returning a
-  result with ``passed``, ``detail``, ``measured`` and ``threshold``
-  (:class:`solo_offdiag.theory.criteria.CriterionResult`); in :mod:`solo_offdiag.theory.criteria`.
+* ``"theory"``: ``fn(summary, **kwargs) -> Outcome`` on one theory experiment's ``summary.json``
+  (its ``label`` is the claim, e.g. ``"C4"``); in :mod:`solo_offdiag.theory.criteria`.
 
-Every verdict is one :class:`Outcome` with one :class:`Status`. Adding a claim is an entry in
+Every verdict, image or theory, is one :class:`Outcome` with one :class:`Status`; it serialises
+(``to_dict``: ``summary.json`` of a theory experiment, ``check.json``) with ``"status": "PASS"``
+etc. A *negative control* (a check that must reject its arm, marked ``negative_control`` in a
+theory summary) is shown by :func:`verdict_text`. Adding a claim is an entry in
 ``claims.yaml`` plus one decorated function. Standard library only, at the bottom layer, so the
 torch-only theory package registers its criteria here without importing the reproduction package.
 
@@ -19,6 +21,8 @@ Examples:
     <Status.PASS: 'PASS'>
     >>> f"{Status.FAIL:<6}|"
     'FAIL  |'
+    >>> verdict_text(Status.FAIL, negative_control=True)
+    'rejected (negative control, as expected)'
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from solo_offdiag.suggest import did_you_mean
 __all__ = [
     "CRITERIA",
     "EVIDENCE",
+    "NEGATIVE_CONTROL_VERDICT",
     "Criterion",
     "Outcome",
     "Status",
@@ -40,6 +45,7 @@ __all__ = [
     "get_criterion",
     "list_criteria",
     "register_criterion",
+    "verdict_text",
 ]
 
 #: the kinds of evidence a criterion can read (see the module docstring).
@@ -75,7 +81,9 @@ class Status(str, Enum):
 
 @dataclass
 class Outcome:
-    """The verdict of one check: its :class:`Status`, why, what was measured and the threshold."""
+    """The verdict of one check: its label, :class:`Status`, why, what was measured and the threshold.
+
+    Every criterion returns one (image and theory); ``to_dict`` is what result files store."""
 
     label: str
     status: Status
@@ -83,8 +91,25 @@ class Outcome:
     measured: dict[str, Any] = field(default_factory=dict)
     threshold: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def passed(self) -> bool:
+        """True when the status is PASS."""
+        return self.status is Status.PASS
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+#: how a negative control's verdict reads (a check that must reject its arm: FAIL is the expected
+#: outcome, PASS means the control is broken).
+NEGATIVE_CONTROL_VERDICT = {Status.PASS: "ACCEPTED (negative control broken)",
+                            Status.FAIL: "rejected (negative control, as expected)"}
+
+
+def verdict_text(status: Status | str, negative_control: bool = False) -> str:
+    """How a verdict is shown: its status, or for a negative control whether it rejected its arm."""
+    status = Status(status)
+    return NEGATIVE_CONTROL_VERDICT.get(status, status.value) if negative_control else status.value
 
 
 @dataclass(frozen=True)

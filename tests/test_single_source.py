@@ -86,3 +86,11 @@ def test_no_file_names_a_registry_host():
         hits += [f"{path.relative_to(ROOT)}: {host}" for host in _REGISTRY_HOSTS if host in lowered]
     assert not hits, "name the registry (e.g. 'PyPI'), not its host, and keep index URLs out of files:\n" + "\n".join(hits)
 
+
+
+def test_the_theory_help_repeats_the_experiment_registry():
+    """`solo-offdiag theory --help` lists the experiments without importing torch, from a copy."""
+    from solo_offdiag.cli.theory import EXPERIMENT_HELP
+    from solo_offdiag.theory.experiments import describe_experiments
+
+    assert describe_experiments() == EXPERIMENT_HELP

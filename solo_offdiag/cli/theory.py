@@ -5,19 +5,19 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from solo_offdiag.claim_registry import Status
+from solo_offdiag.claim_registry import verdict_text
 from solo_offdiag.cli import argtypes
 
-# Kept in sync with solo_offdiag.theory.experiments by tests/theory/test_cli.py; listed here so
-# that `--help` does not import torch.
+# The registry's descriptions (solo_offdiag.theory.experiments.describe_experiments), repeated here
+# so that `--help` does not import torch; tests/test_single_source.py checks that they are equal.
 EXPERIMENT_HELP = {
     "a_trainable_head": "dynamics with the trainable identity-initialised head, m = 2 (C4, C3)",
-    "b_fixed_head": "head fixed at the identity vs trainable (C5)",
-    "c_no_bn": "batch normalisation removed (C6)",
+    "b_fixed_head": "head fixed at the identity (no predictor) vs trainable (C5)",
+    "c_no_bn": "batch normalisation removed (C6: no acceleration)",
     "d_no_stopgrad": "stop-gradient removed from the target (C7)",
     "e_scaling": "escape time T1 vs d and vs eta, substitution time, peak E21 vs sqrt(eta_E/eta) (C8)",
     "f_wide_head": "m = 64 neurons, 64x64 head: ||E - I|| over training (exploratory, no verdict)",
-    "g_sensitivity": "one-at-a-time sensitivity sweep (not part of `all`)",
+    "g_sensitivity": "one-at-a-time sensitivity grid: trainable vs fixed head (not in `all`)",
 }
 
 
@@ -72,11 +72,7 @@ def _main(args: argparse.Namespace) -> int:
     except ValueError as err:
         print(f"solo-offdiag theory: {err}")
         return 2
-    for key, r in crit.items():
-        if r.get("negative_control"):  # a check that must reject this arm's outcome
-            verdict = "ACCEPTED (negative control broken)" if r["passed"] else "rejected, as expected (negative control)"
-        else:
-            verdict = Status.of(r["passed"])
-        print(f"{key}: {verdict} - {r['detail']}")
+    for key, r in crit.items():  # Outcome.to_dict()s; a negative control must reject its arm
+        print(f"{key}: {verdict_text(r['status'], bool(r.get('negative_control')))} - {r['detail']}")
     print(f"wall time {summary['wall_time_s']:.1f} s; results in {args.out}")
     return 0

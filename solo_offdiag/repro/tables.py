@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from solo_offdiag.claim_registry import Status
+from solo_offdiag.claim_registry import Status, verdict_text
 from solo_offdiag.io import atomic_write_text
 
 __all__ = ["FORMATS", "Table", "c1_c2_table", "claims_table", "theory_table", "write_tables"]
@@ -131,10 +131,10 @@ def claims_table(report: Any) -> Table:
 
 
 def _verdict(crit: dict[str, Any]) -> str:
-    """PASS/FAIL; a negative control (a check that must reject its arm) says so instead."""
-    if crit.get("negative_control"):
-        return "ACCEPTED (negative control broken)" if crit.get("passed") else "rejected (negative control, as expected)"
-    return Status.of(bool(crit.get("passed")))
+    """A criterion of a theory ``summary.json`` as shown (:func:`verdict_text`). Summaries written
+    before the criteria returned :class:`Outcome` carry ``passed`` instead of ``status``."""
+    status = crit["status"] if "status" in crit else Status.of(bool(crit.get("passed")))
+    return verdict_text(status, negative_control=bool(crit.get("negative_control")))
 
 
 def theory_table(summaries: dict[str, dict[str, Any] | None]) -> Table:

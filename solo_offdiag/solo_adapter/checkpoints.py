@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from solo_offdiag.config.validate import plain
 from solo_offdiag.io import atomic_write_text, publish
 
 __all__ = [
@@ -143,17 +144,6 @@ def _select(cfg: Any, dotted: str) -> Any:
     return node
 
 
-def _plain(value: Any) -> Any:
-    try:
-        from omegaconf import DictConfig, ListConfig, OmegaConf
-
-        if isinstance(value, (DictConfig, ListConfig)):
-            return OmegaConf.to_container(value, resolve=True)
-    except ImportError:  # pragma: no cover - omegaconf is a dependency
-        pass
-    return value
-
-
 def find_resumable_run(
     cfg: Any,
     match_keys: Sequence[str],
@@ -174,7 +164,7 @@ def find_resumable_run(
     base = Path(str(_select(cfg, "checkpoint.dir") or "trained_models")) / str(_select(cfg, "method"))
     if not base.is_dir():
         return None
-    wanted = {key: _plain(_select(cfg, key)) for key in match_keys}
+    wanted = {key: plain(_select(cfg, key)) for key in match_keys}
     now = _dt.datetime.now().timestamp()
     best: tuple[CheckpointInfo, str] | None = None
     fresh: tuple[float, str] | None = None

@@ -1,7 +1,8 @@
 """Pass/fail criteria for the theory claims (C3 theory side, C4-C8), as pure functions of summaries.
 
 Each function takes the ``summary.json`` dict of one experiment (see
-:func:`solo_offdiag.theory.experiments.run_experiment`) and returns a :class:`CriterionResult`.
+:func:`solo_offdiag.theory.experiments.run_experiment`) and returns a
+:class:`solo_offdiag.claim_registry.Outcome`.
 A run is one seed of one arm; its entry in ``summary["arms"][arm]["runs"]`` is the dict of
 :func:`solo_offdiag.theory.phases.detect_phases`.
 
@@ -23,10 +24,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from solo_offdiag.claim_registry import Status, register_criterion
+from solo_offdiag.claim_registry import Outcome, Status, register_criterion
 from solo_offdiag.theory.phases import LEARNED, RETURN_FRACTION, UNLEARNED
 
 __all__ = [
@@ -41,7 +41,6 @@ __all__ = [
     "T1_SLOPE_TARGET",
     "T1_SLOPE_TOL",
     "TARGET_RATE",
-    "CriterionResult",
     "binomial_pass_probability",
     "both_features_separated",
     "c3_run",
@@ -114,31 +113,14 @@ def wilson_lower(passes: int, n: int, z: float = 1.959963984540054) -> float:
     return max(0.0, (centre - margin) / (1 + z * z / n))
 
 
-@dataclass
-class CriterionResult:
-    """Outcome of one claim check: ``passed``, what was measured, the threshold, and why."""
-
-    claim: str
-    passed: bool
-    measured: dict[str, Any] = field(default_factory=dict)
-    threshold: dict[str, Any] = field(default_factory=dict)
-    detail: str = ""
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    def __str__(self) -> str:
-        return f"{self.claim}: {Status.of(self.passed)} - {self.detail}"
-
-
 def _k_of_n(claim: str, ok: Sequence[bool], what: str, measured: dict[str, Any] | None = None,
-            threshold: dict[str, Any] | None = None) -> CriterionResult:
+            threshold: dict[str, Any] | None = None) -> Outcome:
     n, passes = len(ok), int(sum(bool(x) for x in ok))
     k = required_passes(n) if n else 1
     lower = wilson_lower(passes, n)
-    return CriterionResult(
-        claim=claim,
-        passed=n > 0 and k > 0 and passes >= k,
+    return Outcome(
+        label=claim,
+        status=Status.of(n > 0 and k > 0 and passes >= k),
         measured={"passes": passes, "n": n, "pass_rate": passes / n if n else math.nan,
                   "wilson_lower_95": lower, "per_seed": [bool(x) for x in ok], **(measured or {})},
         threshold={"k_required": k, "n": n, "target_rate": TARGET_RATE, "confidence": CONFIDENCE,
@@ -228,7 +210,7 @@ def _median(values: Sequence[float]) -> float:
 # Claims
 # ------------------------------------------------------------------------------------------
 @register_criterion("theory")
-def check_c4(summary: Mapping[str, Any], arm: str = "trainable") -> CriterionResult:
+def check_c4(summary: Mapping[str, Any], arm: str = "trainable") -> Outcome:
     """C4: with the trainable head both features are learned by different neurons, in the paper's
     phase order, and ``E`` returns towards ``I`` (:func:`c4_run`), in k of n seeds."""
     runs = _runs(summary, arm)
@@ -241,7 +223,7 @@ def check_c4(summary: Mapping[str, Any], arm: str = "trainable") -> CriterionRes
 
 
 @register_criterion("theory")
-def check_c5(summary: Mapping[str, Any], arm: str = "fixed") -> CriterionResult:
+def check_c5(summary: Mapping[str, Any], arm: str = "fixed") -> Outcome:
     """C5: with E fixed at I every neuron aligns with v1 and v2 stays unlearned (k of n seeds)."""
     runs = _runs(summary, arm)
     any_v2 = sum(any(abs(a[1]) >= LEARNED for a in r["final_alignment"]) for r in runs)
@@ -249,7 +231,7 @@ def check_c5(summary: Mapping[str, Any], arm: str = "fixed") -> CriterionResult:
                    {"learning_v2": any_v2}, {"learned": LEARNED, "unlearned": UNLEARNED})
 
 
-def _later(summary: Mapping[str, Any], claim: str, full: str, ablated: str, key: str, what: str) -> CriterionResult:
+def _later(summary: Mapping[str, Any], claim: str, full: str, ablated: str, key: str, what: str) -> Outcome:
     f_runs, a_runs = _runs(summary, full), _runs(summary, ablated)
     if [r.get("seed") for r in f_runs] != [r.get("seed") for r in a_runs]:
         raise ValueError(f"{claim}: arms {full!r} and {ablated!r} are not paired by seed")
@@ -262,7 +244,7 @@ def _later(summary: Mapping[str, Any], claim: str, full: str, ablated: str, key:
 
 
 @register_criterion("theory")
-def check_c6(summary: Mapping[str, Any], full: str = "full", ablated: str = "no_bn") -> CriterionResult:
+def check_c6(summary: Mapping[str, Any], full: str = "full", ablated: str = "no_bn") -> Outcome:
     """C6: without BN there is no acceleration: on the same seed, v2 is learned at least
     ``LATE_FACTOR`` times later than in the full model, or never (``t_v2``)."""
     return _later(summary, "C6", full, ablated, "t_v2",
@@ -270,7 +252,7 @@ def check_c6(summary: Mapping[str, Any], full: str = "full", ablated: str = "no_
 
 
 @register_criterion("theory")
-def check_c7(summary: Mapping[str, Any], full: str = "full", ablated: str = "no_stop_gradient") -> CriterionResult:
+def check_c7(summary: Mapping[str, Any], full: str = "full", ablated: str = "no_stop_gradient") -> Outcome:
     """C7: without stop-gradient the mechanism breaks: on the same seed, the features are not
     separated into different neurons, or ``LATE_FACTOR`` times later (``t_both``)."""
     return _later(summary, "C7", full, ablated, "t_both",
@@ -278,7 +260,7 @@ def check_c7(summary: Mapping[str, Any], full: str = "full", ablated: str = "no_
 
 
 @register_criterion("theory")
-def check_c8(summary: Mapping[str, Any]) -> CriterionResult:
+def check_c8(summary: Mapping[str, Any]) -> Outcome:
     """C8 from the ``e_scaling`` sweep (``summary["scaling"]``). Per seed (k of n): halving eta
     doubles the escape time T1 (within ``ETA_RATIO_TOL``) and the substitution (10->90% rise of
     |E21|) lasts at most ``SUB_OVER_T1_MAX`` x T1. On the medians over seeds: T1 grows like
@@ -304,7 +286,7 @@ def check_c8(summary: Mapping[str, Any]) -> CriterionResult:
          "eta_ratio": [2 / ETA_RATIO_TOL, 2 * ETA_RATIO_TOL], "substitution_over_t1_max": SUB_OVER_T1_MAX,
          "peak_slope": [PEAK_SLOPE_TARGET - PEAK_SLOPE_TOL, PEAK_SLOPE_TARGET + PEAK_SLOPE_TOL]},
     )
-    res.passed = bool(res.passed and slope_ok and peak_ok)
+    res.status = Status.of(res.passed and slope_ok and peak_ok)
     fmt = lambda v: "n/a" if v is None or not math.isfinite(v) else f"{v:.2f}"  # noqa: E731
     res.detail += (f"; median T1 ~ d^{fmt(t1_slope)} (want 2+-0.5; {sum(r['t1_slope_ok'] for r in reps)}/"
                    f"{len(reps)} single seeds in range); peak |E21| ~ sqrt(eta_E/eta)^{fmt(peak_slope)} on "
@@ -314,7 +296,7 @@ def check_c8(summary: Mapping[str, Any]) -> CriterionResult:
 
 
 @register_criterion("theory")
-def check_c3_offdiag(summary: Mapping[str, Any], arm: str = "trainable") -> CriterionResult:
+def check_c3_offdiag(summary: Mapping[str, Any], arm: str = "trainable") -> Outcome:
     """C3 (theory side): ``||E - I||_F`` rises then falls (:func:`c3_run`) in k of n seeds."""
     runs = _runs(summary, arm)
     ratios = [r["offdiag_peak"] / max(r["offdiag_final"], 1e-300) for r in runs]

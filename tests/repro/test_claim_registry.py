@@ -81,10 +81,8 @@ def test_adding_a_claim_is_a_claims_file_entry_plus_one_decorated_function(tmp_p
 
     @register_criterion("theory")
     def check_c10_arms(summary, arm="trainable"):
-        from solo_offdiag.theory.criteria import CriterionResult
-
         runs = summary["arms"][arm]["runs"]
-        return CriterionResult("C10", len(runs) >= 4, {"runs": len(runs)}, {"runs": 4}, f"{len(runs)} runs of {arm}")
+        return Outcome("C10", Status.of(len(runs) >= 4), f"{len(runs)} runs of {arm}", {"runs": len(runs)}, {"runs": 4})
 
     artifact = tmp_path / "artifact"  # an edited copy of the packaged artifact, used with --artifact DIR
     shutil.copytree(artifact_dir(), artifact, ignore=shutil.ignore_patterns("*.py", "__pycache__", "*.md", "*.sh"))
@@ -122,6 +120,54 @@ def test_adding_a_claim_is_a_claims_file_entry_plus_one_decorated_function(tmp_p
     with pytest.raises(C.ClaimsFileError, match=r"claim C10.checks\[0\].function: .*'check_c10_arm' "
                                                 r"\(did you mean 'check_c10_arms'\?\)"):
         C.load_claims(claims_file)
+
+
+def _image_records(fakes, datasets, good: bool) -> list[dict]:
+    """Image runs on which C1-C3 hold (``good``) or fail."""
+    rise_fall = {"peak": 1.0, "final": 0.1 if good else 0.9, "peak_position": 0.3}
+    heads = {"mlp": (90.0, 40.0), "offdiag": (90.0 if good else 70.0, 40.0), "identity": (50.0 if good else 90.0,
+                                                                                           5.0 if good else 40.0)}
+    return [fakes.image_record(ds, head, seed, probe, rankme, offdiag=rise_fall if head == "offdiag" else None)
+            for ds in datasets for head, (probe, rankme) in heads.items() for seed in range(2)]
+
+
+@pytest.mark.parametrize("good", [True, False], ids=["holds", "fails"])
+def test_every_registered_criterion_image_and_theory_returns_an_outcome(fakes, good):
+    """One result type: each criterion of the claims file, image and theory, judges evidence for or
+    against its claim and returns an Outcome whose Status says so; it serialises with "status"."""
+    judged = {}
+    for claim in C.load_claims():
+        for check in claim.checks:
+            if check.is_theory:
+                out = check.judge.function(fakes.theory_summary(check.theory_experiment, good), **check.kwargs)
+            else:
+                params = check.params["smoke"]
+                out = check.judge.function(_image_records(fakes, params["datasets"], good), params, label=check.label)
+            assert type(out) is Outcome and type(out.status) is Status, (check.label, out)
+            assert out.status is Status.of(good) and out.passed is good, (check.label, out.detail)
+            assert json.loads(json.dumps(out.to_dict()))["status"] == str(Status.of(good))
+            judged[check.judge.name] = out
+    assert set(judged) == set(R.list_criteria())  # every registered criterion, image and theory
+
+
+def test_there_is_one_result_class():
+    """No module defines a second verdict type next to Outcome (a class with a detail and a
+    passed/status field); the theory criteria's former CriterionResult is gone."""
+    import ast
+    from pathlib import Path
+
+    import solo_offdiag
+    from solo_offdiag.theory import criteria
+
+    assert not hasattr(criteria, "CriterionResult") and "CriterionResult" not in criteria.__all__
+    verdict_types = []
+    for path in sorted(Path(solo_offdiag.__file__).parent.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ClassDef):
+                fields = {s.target.id for s in node.body if isinstance(s, ast.AnnAssign) and isinstance(s.target, ast.Name)}
+                if "detail" in fields and fields & {"passed", "status"}:
+                    verdict_types.append(f"{path.name}:{node.name}")
+    assert verdict_types == ["claim_registry.py:Outcome"]
 
 
 def test_no_module_types_a_status_by_hand():

@@ -42,13 +42,22 @@ def test_escaping_and_empty_cells():
 
 
 def test_theory_table_names_negative_controls():
-    rejected = {"passed": False, "detail": "0/8 seeds", "negative_control": True}
-    accepted = {"passed": True, "detail": "8/8 seeds", "negative_control": True}
-    table = theory_table({"b_fixed_head": {"criteria": {"C5": {"passed": False, "detail": "x"},
+    rejected = {"status": "FAIL", "detail": "0/8 seeds", "negative_control": True}
+    accepted = {"status": "PASS", "detail": "8/8 seeds", "negative_control": True}
+    table = theory_table({"b_fixed_head": {"criteria": {"C5": {"status": "FAIL", "detail": "x"},
                                                           "C4_on_fixed_head": rejected}},
                           "broken": {"criteria": {"C4_on_fixed_head": accepted}}})
     statuses = [row[2] for row in table.rows]
     assert statuses == ["FAIL", "rejected (negative control, as expected)", "ACCEPTED (negative control broken)"]
+
+
+def test_theory_table_reads_summaries_written_with_passed():
+    """A cached summary.json from before the criteria returned Outcome ({"passed": bool}) gives the same rows."""
+    old = {"C5": {"passed": True, "detail": "x"}, "C4_on_fixed_head": {"passed": False, "detail": "y",
+                                                                          "negative_control": True}}
+    new = {"C5": {"status": "PASS", "detail": "x"}, "C4_on_fixed_head": {"status": "FAIL", "detail": "y",
+                                                                             "negative_control": True}}
+    assert theory_table({"b": {"criteria": old}}).rows == theory_table({"b": {"criteria": new}}).rows
 
 
 def test_head_presentation_names_only_registered_heads():

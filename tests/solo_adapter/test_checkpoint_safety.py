@@ -106,6 +106,10 @@ def test_find_resumable_run_matches_and_takes_the_most_recent_valid(tmp_path):
     warnings: list[str] = []
     info, run_id = find_resumable_run(cfg, MATCH, warn=warnings.append)
     assert (info.path, run_id) == (newest, "new")
+    from omegaconf import OmegaConf  # what a run passes: nested keys (data) compare as plain dicts
+
+    info, run_id = find_resumable_run(OmegaConf.create(cfg), MATCH, warn=warnings.append)
+    assert (info.path, run_id) == (newest, "new")
     assert any("broken" in w for w in warnings)
     # the newest run's only checkpoint is torn: the older valid run is taken, with a warning
     newest.write_bytes(newest.read_bytes()[:100])
