@@ -19,6 +19,13 @@ EXPERIMENT_HELP = {
     "f_wide_head": "m = 64 neurons, 64x64 head: ||E - I|| over training (exploratory, no verdict)",
     "g_sensitivity": "one-at-a-time sensitivity grid: trainable vs fixed head (not in `all`)",
 }
+#: The theory presets (solo_offdiag.theory.experiments.THEORY_PRESETS; same test).
+PRESET_HELP = {
+    "default": "the documented CPU regime (d = 64, 8 seeds per arm)",
+    "large": "the paper's orderings at GPU size (d = 512, batch 2048, plain cubic, eta_E < eta, "
+             "slight head start; use --device cuda; pass rates not measured on CUDA)",
+    "smoke": "tiny sizes, same code paths (tests and CI; claims are not expected to pass)",
+}
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -36,8 +43,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     parser.add_argument("experiment", help="experiment name, 'all' or 'list'")
     parser.add_argument("--out", default=None, help="output directory (required unless 'list')")
-    parser.add_argument("--preset", default="default", choices=("default", "smoke"),
-                        help="'default' (documented regime) or 'smoke' (tiny, for CI)")
+    parser.add_argument("--preset", default="default", choices=tuple(PRESET_HELP),
+                        help="; ".join(f"'{k}': {v}" for k, v in PRESET_HELP.items()))
     parser.add_argument("--device", default="cpu", type=argtypes.device, help="torch device, e.g. cpu or cuda")
     parser.add_argument("--seeds", type=argtypes.positive_int, default=None, help="seeds per arm (default: preset's)")
     parser.add_argument("--seed-offset", type=argtypes.non_negative_int, default=0, metavar="K",

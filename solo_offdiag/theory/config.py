@@ -65,9 +65,11 @@ class TheoryConfig:
     m: int = _f(2, "number of neurons (= side of the head E)", *_POS)
     activation: Literal["normalized_cubic", "truncated_cubic"] = _f(
         "normalized_cubic",
-        "'normalized_cubic': sigma(<w,x>/||w||)^3, i.e. cubic with weight-normalised neurons "
-        "(stable; with BN the loss is unchanged because BN(cubic) is already scale invariant); "
-        "'truncated_cubic': z^3 for |z|<=truncation, C^1 linear extension beyond, on raw <w,x>",
+        "'normalized_cubic': (<w,x>/||w||)^3, a cubic on weight-normalised neurons (a departure: "
+        "BN makes each f_j scale invariant, but E mixes neurons of different norms, so with E != I "
+        "the loss differs from the paper's, E21 is in units of (||w_2||/||w_1||)^3 and W gets no "
+        "radial gradient); 'truncated_cubic': the paper's z^3 on raw <w,x> for |z| <= truncation, "
+        "C^1 linear extension beyond (a stabiliser outside the working range)",
     )
     truncation: float = _f(4.0, "threshold tau of 'truncated_cubic' (unused otherwise)", *_POS)
     batch_norm: bool = _f(True, "per-neuron BN without affine parameters on F and G")
