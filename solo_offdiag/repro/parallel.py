@@ -6,7 +6,8 @@ the *factory* that made the specs (a picklable callable, e.g. a ``functools.part
 executes that one with :func:`solo_offdiag.repro.runner.execute`: the same code path, folder
 layout, fingerprint and resume rules as a sequential run. Workers are fresh interpreters
 (``spawn``: no forked torch or OpenMP state), set their own torch thread count, use the parent's
-artifact folder, and write their output to ``<preset>/logs/<key>.log``.
+artifact folder and multiprocessing start method, and write their output to
+``<preset>/logs/<key>.log``.
 
 Each run is one process, so a run's result never depends on what ran next to it: ``--jobs 2``
 gives the same ``done.json`` results as ``--jobs 1`` (tested). On an interruption (Ctrl-C,
@@ -51,8 +52,13 @@ class _Job:
 
 
 def _worker(factory: Callable[[], Sequence[RunSpec]], key: str, preset_dir: str, force: bool,
-            threads: int | None, artifact: str | None, log_file: str, conn: Connection) -> None:
+            threads: int | None, artifact: str | None, start_method: str, log_file: str,
+            conn: Connection) -> None:
     """A worker process: rebuild the specs, execute run ``key``, send back its RunOutcome."""
+    # A spawned child inherits "spawn" as its default start method; the run's DataLoader workers
+    # must start as in a sequential run (Linux: fork), or datasets that cannot be pickled (solo's
+    # dataset_with_index makes a local class) fail in DataLoader.__iter__.
+    mp.set_start_method(start_method, force=True)
     from solo_offdiag.repro.pipeline import interrupt_on_signals, torch_threads
     from solo_offdiag.repro.runner import execute
 
@@ -102,6 +108,7 @@ def run_parallel(specs: Sequence[RunSpec], factory: Callable[[], Sequence[RunSpe
     from solo_offdiag.repro.artifact import selected_artifact_dir
 
     ctx = mp.get_context("spawn")
+    start_method = mp.get_start_method()  # the parent's (the platform default unless set)
     pending = list(specs)
     running: dict[Connection, _Job] = {}
     results: dict[str, RunOutcome] = {}
@@ -115,7 +122,7 @@ def run_parallel(specs: Sequence[RunSpec], factory: Callable[[], Sequence[RunSpe
                 logfile = log_path(preset_dir, spec.key)
                 proc = ctx.Process(target=_worker, name=f"repro:{spec.key}", daemon=False,
                                    args=(factory, spec.key, str(preset_dir), force, threads, artifact,
-                                         str(logfile), send))
+                                         start_method, str(logfile), send))
                 proc.start()
                 send.close()  # the parent only receives; EOF then means the worker is gone
                 running[receive] = _Job(spec.key, proc, receive, time.perf_counter())

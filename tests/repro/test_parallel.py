@@ -8,6 +8,7 @@ workers rebuild them, as they rebuild the real ones with ``experiments.specs_for
 from __future__ import annotations
 
 import functools
+import multiprocessing
 import json
 import os
 import signal
@@ -31,6 +32,8 @@ def _compute(run_dir: Path, seed: int, mode: str, rendezvous: str, hold: str) ->
         raise RuntimeError(f"run with seed {seed} failed on purpose")
     if mode == "die":
         os._exit(3)
+    if mode == "loader":  # as solo-learn's dataset_with_index: a dataset class local to a function
+        return {"seed": seed, "batches": _iterate_local_dataset_with_a_worker()}
     if rendezvous:  # wait until the other run has started too: they run at the same time
         Path(rendezvous, f"started-{seed}").touch()
         deadline = time.monotonic() + 60
@@ -47,7 +50,21 @@ def _compute(run_dir: Path, seed: int, mode: str, rendezvous: str, hold: str) ->
     x = torch.randn(64, 8, generator=g)
     print(f"computing seed {seed}")  # goes to the worker's log file
     return {"seed": seed, "value": float((x @ x.T).trace()), "pid": os.getpid(),
-            "threads": torch.get_num_threads()}
+            "threads": torch.get_num_threads(), "start_method": multiprocessing.get_start_method()}
+
+
+def _iterate_local_dataset_with_a_worker() -> list[list[int]]:
+    import torch
+    from torch.utils.data import DataLoader, Dataset
+
+    class Local(Dataset):  # not picklable: a DataLoader worker started with "spawn" fails
+        def __len__(self) -> int:
+            return 4
+
+        def __getitem__(self, i: int) -> torch.Tensor:
+            return torch.tensor(i)
+
+    return [b.tolist() for b in DataLoader(Local(), batch_size=2, num_workers=1)]
 
 
 def fake_specs(seeds: tuple[int, ...], modes: dict[int, str] | None = None, rendezvous: str = "",
@@ -61,7 +78,8 @@ def fake_specs(seeds: tuple[int, ...], modes: dict[int, str] | None = None, rend
 
 
 def _result(out: Any) -> dict[str, Any]:
-    return {k: v for k, v in out.result.items() if k != "pid"}
+    # the process and its thread count differ by design (the sequential run is this process)
+    return {k: v for k, v in out.result.items() if k not in ("pid", "threads")}
 
 
 def test_parallel_results_equal_sequential_and_runs_are_concurrent(tmp_path):
@@ -74,6 +92,7 @@ def test_parallel_results_equal_sequential_and_runs_are_concurrent(tmp_path):
     seq_factory = functools.partial(fake_specs, (0, 1))
     seq = [execute(s, tmp_path / "seq", log=lambda m: None) for s in seq_factory()]
     assert [_result(o) for o in outs] == [_result(o) for o in seq]
+    assert outs[0].result["start_method"] == multiprocessing.get_start_method()  # not "spawn"
     # the same folder layout and done.json as a sequential run: a re-run is cached
     again = [execute(s, tmp_path / "par", log=lambda m: None) for s in factory()]
     assert [o.status for o in again] == ["cached", "cached"]
@@ -158,3 +177,13 @@ def test_repro_run_jobs_2_gives_the_sequential_theory_results(tmp_path):
         seq["result"].pop("wall_time_s", None)
         assert par["result"] == seq["result"]
         assert log_path(tmp_path / "par" / "smoke", f"theory/{name}").is_file()
+
+
+def test_a_worker_runs_dataloader_workers_as_the_parent_would(tmp_path):
+    # the spawned worker must not pass "spawn" on to the run's DataLoader: solo-learn's datasets
+    # are local classes, which only a forked DataLoader worker can use (the --jobs 2 image runs
+    # of the smoke preset failed this way)
+    factory = functools.partial(fake_specs, (0,), modes={0: "loader"})
+    (out,) = run_parallel(factory(), factory, 1, tmp_path, threads=1, log=lambda m: None)
+    assert out.status == "done", out.error
+    assert out.result["batches"] == [[0, 1], [2, 3]]
