@@ -8,8 +8,8 @@ workers rebuild them, as they rebuild the real ones with ``experiments.specs_for
 from __future__ import annotations
 
 import functools
-import multiprocessing
 import json
+import multiprocessing
 import os
 import signal
 import subprocess

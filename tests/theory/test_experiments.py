@@ -10,7 +10,12 @@ from pathlib import Path
 import pytest
 
 from solo_offdiag.repro.theory_output import run_experiment
-from solo_offdiag.theory.experiments import THEORY_PRESETS, compute_experiment, list_experiments, plan_configs
+from solo_offdiag.theory.experiments import (
+    THEORY_PRESETS,
+    compute_experiment,
+    list_experiments,
+    plan_configs,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -23,9 +28,7 @@ def test_unknown_experiment_lists_known() -> None:
 
 
 def test_cli_help_lists_every_experiment() -> None:
-    from solo_offdiag.cli.theory import EXPERIMENT_HELP
-
-    from solo_offdiag.cli.theory import PRESET_HELP
+    from solo_offdiag.cli.theory import EXPERIMENT_HELP, PRESET_HELP
 
     assert sorted(EXPERIMENT_HELP) == list_experiments()
     assert sorted(PRESET_HELP) == sorted(THEORY_PRESETS)
