@@ -51,7 +51,7 @@ def test_the_figure_draws_the_claims_file_thresholds_and_the_records_peak_statis
     summary = E.head_offdiag_summary(list(range(0, 100, 10)), SERIES)
     levels, labels = _threshold_and_labels(drawn[0])  # c3_head_trajectory.png
     assert levels == [pytest.approx(summary["peak"] / c3["peak_over_final"])]
-    assert f"peak/final {E.peak_over_final(summary):.2f}, peak at {summary['peak_position']:.0%}" in labels[0]
+    assert f"peak/final {E.peak_over_final(summary):.2f}; peak at {summary['peak_position']:.0%}" in labels[0]
     assert f"last {1 - c3['peak_position_max']:.0%} of training" in labels[-1]
     # and the criterion measures the same statistics on the same record
     judged = C.c3_rise_fall([fakes.image_record("digits", "offdiag", 0, 90.0, offdiag=summary)],
@@ -84,3 +84,23 @@ def test_no_module_restates_the_c3_thresholds_or_recomputes_the_peak():
 
     source = Path(F.__file__).read_text(encoding="utf-8")
     assert "argmax" not in source and "0.8 *" not in source and "/ 2," not in source
+
+
+def test_the_figures_have_one_legend_entry_per_head_and_name_the_heads_without_an_offdiagonal(
+        tmp_path, fakes, drawn):
+    preset_dir = tmp_path / "medium"
+    runs = [("offdiag", 100, SERIES), ("offdiag", 101, [2 * v for v in SERIES]), ("diagonal", 100, [0.0] * 10)]
+    for head, seed, series in runs:
+        solo = fakes.fake_solo_run(tmp_path / f"solo-{head}-{seed}", head, offdiag=series, rankme=10.0 + seed)
+        summary = E.head_offdiag_summary(list(range(0, 100, 10)), series)
+        fakes.write_finished(preset_dir / "image" / "digits" / f"byol_offdiag-{head}" / f"seed{seed}",
+                             fakes.image_record("digits", head, seed, 90.0, offdiag=summary, solo_run_dir=str(solo)))
+    F.write_figures(preset_dir, "smoke")
+    trajectory, spectrum = drawn[:2]
+    _, labels = _threshold_and_labels(trajectory)
+    assert labels[0] == "byol offdiag (seeds 100, 101): peak/final 3.33, 3.33; peak at 33%, 33%"
+    assert len(labels) == 2 and labels[1].startswith("last 20% of training")  # the diagonal is not drawn ...
+    assert "not drawn: diagonal" in trajectory.axes[0].get_title()  # ... but named
+    spectrum_labels = [t.get_text() for t in spectrum.axes[1].get_legend().get_texts()]
+    assert spectrum_labels == ["byol offdiag (seeds 100, 101): final RankMe 110.0, 111.0",
+                               "byol diagonal (seed 100): final RankMe 110.0"]
