@@ -29,7 +29,7 @@ from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import Any
 
-from solo_offdiag.repro.runner import RunOutcome, RunSpec
+from solo_offdiag.repro.runner import RunOutcome, RunSpec, cached
 
 __all__ = ["JOIN_TIMEOUT_S", "log_path", "run_parallel"]
 
@@ -118,6 +118,12 @@ def run_parallel(specs: Sequence[RunSpec], factory: Callable[[], Sequence[RunSpe
         while pending or running:
             while pending and len(running) < jobs:
                 spec = pending.pop(0)
+                hit = cached(spec, preset_dir, force=force, log=log)
+                if hit is not None:  # finished already: no process to start
+                    results[spec.key] = hit
+                    if on_done is not None:
+                        on_done(hit)
+                    continue
                 receive, send = ctx.Pipe(duplex=False)
                 logfile = log_path(preset_dir, spec.key)
                 proc = ctx.Process(target=_worker, name=f"repro:{spec.key}", daemon=False,
@@ -127,7 +133,7 @@ def run_parallel(specs: Sequence[RunSpec], factory: Callable[[], Sequence[RunSpe
                 send.close()  # the parent only receives; EOF then means the worker is gone
                 running[receive] = _Job(spec.key, proc, receive, time.perf_counter())
                 log(f"[repro] {spec.key}: started in process {proc.pid} (output: {logfile})")
-            for conn in wait(list(running)):
+            for conn in (wait(list(running)) if running else ()):  # none running: every pending run was cached
                 job = running.pop(conn)  # type: ignore[arg-type]
                 try:
                     out = conn.recv()

@@ -38,7 +38,7 @@ from typing import Any
 from solo_offdiag.io import atomic_write_json, atomic_write_text
 from solo_offdiag.repro.envinfo import environment, git_state
 
-__all__ = ["DONE", "RunOutcome", "RunSpec", "config_fingerprint", "execute", "read_done", "read_json_object"]
+__all__ = ["DONE", "RunOutcome", "RunSpec", "cached", "config_fingerprint", "execute", "read_done", "read_json_object"]
 
 DONE = "done.json"
 RUN = "run.json"
@@ -96,20 +96,33 @@ def _now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
 
+def cached(spec: RunSpec, root: Path, *, force: bool = False,
+           log: Callable[[str], None] = print) -> RunOutcome | None:
+    """The outcome of ``spec`` if it is finished with the same config and passes its ``verify``
+    (then nothing needs to run), else None; a finished run that fails ``verify`` loses its
+    ``done.json`` here (it will be recomputed)."""
+    run_dir = Path(root) / spec.key
+    done = read_done(run_dir)
+    if done is None or force or done.get("config_fingerprint") != config_fingerprint(spec.config):
+        return None
+    problem = spec.verify(run_dir) if spec.verify is not None else None
+    if problem is None:
+        result = done.get("result")
+        return RunOutcome(spec.key, run_dir, "cached", result if isinstance(result, dict) else {},
+                          done.get("wall_time_s", 0.0))
+    log(f"[repro] {spec.key}: finished, but {problem}; recomputing it")
+    (run_dir / DONE).unlink()
+    return None
+
+
 def execute(spec: RunSpec, root: Path, *, force: bool = False, log: Callable[[str], None] = print) -> RunOutcome:
     """Run ``spec`` in ``root / spec.key`` unless it is already finished (see the module doc)."""
     run_dir = Path(root) / spec.key
     fingerprint = config_fingerprint(spec.config)
+    hit = cached(spec, root, force=force, log=log)
+    if hit is not None:
+        return hit
     done = read_done(run_dir)
-    if done is not None and not force and done.get("config_fingerprint") == fingerprint:
-        problem = spec.verify(run_dir) if spec.verify is not None else None
-        if problem is None:
-            result = done.get("result")
-            return RunOutcome(spec.key, run_dir, "cached", result if isinstance(result, dict) else {},
-                              done.get("wall_time_s", 0.0))
-        log(f"[repro] {spec.key}: finished, but {problem}; recomputing it")
-        (run_dir / DONE).unlink()
-        done = None
     previous = read_json_object(run_dir / RUN)
     recorded = (done or {}).get("config_fingerprint") or previous.get("config_fingerprint")
     if run_dir.exists() and (force or (recorded is not None and recorded != fingerprint)):

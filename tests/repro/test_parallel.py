@@ -96,6 +96,10 @@ def test_parallel_results_equal_sequential_and_runs_are_concurrent(tmp_path):
     # the same folder layout and done.json as a sequential run: a re-run is cached
     again = [execute(s, tmp_path / "par", log=lambda m: None) for s in factory()]
     assert [o.status for o in again] == ["cached", "cached"]
+    # and a parallel re-run reports them cached without starting a worker for each
+    lines: list[str] = []
+    rerun = run_parallel(factory(), factory, 2, tmp_path / "par", threads=1, log=lines.append)
+    assert [o.status for o in rerun] == ["cached", "cached"] and not any("started" in m for m in lines)
     assert "computing seed 0" in log_path(tmp_path / "par", "fake/seed0").read_text()
 
 
