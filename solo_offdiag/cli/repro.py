@@ -84,7 +84,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
         "repro", help="reproduce the paper: run experiments, figures, tables, PASS/FAIL claim checks",
         description=_DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = parser.add_subparsers(dest="repro_command", metavar="{list,run,figures,tables,check,all}")
+    sub = parser.add_subparsers(dest="repro_command", metavar="{list,run,figures,tables,check,all,snapshot}")
 
     p = sub.add_parser("list", help="list the experiments and the claims they serve")
     _artifact(p)
@@ -120,6 +120,18 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     _common(p, run=True)
     p.add_argument("--strict", action="store_true", help="SKIPPED claims fail too")
     p.set_defaults(func=_locked(_all))
+
+    p = sub.add_parser("snapshot", help="copy a finished preset's verdicts, tables and figures into a folder "
+                                        "with a README (a results snapshot to keep)",
+                       description="Copy check.txt/json, the tables, the figures (theory: without the per-seed "
+                                   "grids) and each theory summary.json of a finished preset into --out and "
+                                   "write --out/README.md (dates, commit, wall times, verdicts, tables, figures). "
+                                   "Runs nothing; exit 2 when the preset has no verdicts yet.")
+    _common(p, run=False)
+    p.add_argument("--out", type=Path, required=True, help="snapshot folder, e.g. artifact/results/medium-<date>")
+    p.add_argument("--produced-by", default=None, metavar="COMMAND",
+                   help="the command that produced the results, quoted in the README")
+    p.set_defaults(func=_locked(_snapshot))
 
     parser.set_defaults(func=lambda args: (parser.print_help(), 2)[1])
     return parser
@@ -270,6 +282,18 @@ def _figures(args: argparse.Namespace) -> int:
     for p in paths:
         print(p)
     print(f"index: {args.results / args.preset / 'figures' / 'index.md'}")
+    return 0
+
+
+def _snapshot(args: argparse.Namespace) -> int:
+    from solo_offdiag.repro.snapshot import SnapshotError, write_snapshot
+
+    try:
+        paths = write_snapshot(args.results / args.preset, args.out, args.preset, args.produced_by)
+    except SnapshotError as err:
+        print(f"solo-offdiag repro snapshot: {err}")
+        return 2
+    print(f"{len(paths)} files in {args.out}; read {args.out / 'README.md'}")
     return 0
 
 

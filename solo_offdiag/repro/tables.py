@@ -27,7 +27,7 @@ from typing import Any
 from solo_offdiag.claim_registry import Status, verdict_text
 from solo_offdiag.io import atomic_write_text
 
-__all__ = ["FORMATS", "Table", "c1_c2_table", "claims_table", "theory_table", "write_tables"]
+__all__ = ["FORMATS", "Table", "c1_c2_table", "claims_table", "image_runs_table", "theory_table", "write_tables"]
 
 FORMATS = ("md", "tex", "csv")
 #: the order of the heads in tables and figure legends (the paper's arms first); a registered head
@@ -121,6 +121,30 @@ def c1_c2_table(records: Sequence[dict[str, Any]]) -> Table:
                          "over seeds; RankMe of the projector output at the end of training.")
 
 
+def image_runs_table(records: Sequence[dict[str, Any]]) -> Table:
+    """One row per finished image run: the per-seed values behind ``c1_c2`` and the C3 statistics
+    (peak/final and peak position of ``||offdiag(W)||_F``, :func:`head_offdiag_summary`)."""
+    from solo_offdiag.repro.experiments import peak_over_final
+
+    def order(r: dict[str, Any]) -> tuple[Any, ...]:
+        head_rank = HEAD_ORDER.index(r["head"]) if r["head"] in HEAD_ORDER else len(HEAD_ORDER)
+        return (r["dataset"], r.get("method", ""), head_rank, r["head"], r["seed"])
+
+    rows = []
+    for r in sorted(records, key=order):
+        off = r.get("head_offdiag")
+        rows.append([r["dataset"], r.get("method", "byol_offdiag"), r["head"], r["seed"], r.get("probe_acc1"),
+                     r.get("knn_acc1"), r.get("rankme_z"), r.get("rankme_feats"), r.get("collapse_std_z"),
+                     peak_over_final(off) if off else None, off["peak_position"] if off else None])
+    return Table("image_runs", ["dataset", "method", "head", "seed", "linear probe top-1 (%)", "kNN top-1 (%)",
+                                "RankMe(z)", "RankMe(features)", "collapse std(z)", "head peak/final",
+                                "head peak position"], rows,
+                 caption="Every image run: offline probe and kNN, RankMe of the projector output z and of "
+                         "the backbone features, the per-dimension std of the l2-normalised z (collapse: "
+                         "-> 0; healthy: 1/sqrt(dim)), and the peak/final ratio and relative peak position "
+                         "of ||offdiag(W)||_F (C3).")
+
+
 def claims_table(report: Any) -> Table:
     rows = []
     for v in report.verdicts:
@@ -160,7 +184,8 @@ def write_tables(preset_dir: Path, report: Any | None = None) -> list[Path]:
     from solo_offdiag.repro.experiments import theory_experiments
 
     folder = preset_dir / "tables"
-    paths = c1_c2_table(image_records(preset_dir)).write(folder)
+    records = image_records(preset_dir)
+    paths = c1_c2_table(records).write(folder) + image_runs_table(records).write(folder)
     paths += theory_table({n: theory_summary(preset_dir, n) for n in theory_experiments()}).write(folder)
     if report is not None:
         paths += claims_table(report).write(folder)

@@ -97,6 +97,26 @@ def test_all_without_solo_skips_images_and_checks_theory(tmp_path, fake_theory, 
     assert fake_theory == E.theory_experiments()
 
 
+def test_snapshot_copies_the_verdicts_tables_and_figures_of_a_finished_preset(tmp_path, fake_theory, monkeypatch,
+                                                                               capsys):
+    monkeypatch.setattr(E, "image_unavailable", lambda: "solo-learn is not installed.")
+    out = tmp_path / "snap"
+    # nothing judged yet: refused, naming what to run
+    assert main(["repro", "snapshot", "--results", str(tmp_path), "--out", str(out)]) == 2
+    assert "run `solo-offdiag repro all --preset smoke`" in capsys.readouterr().out and not out.exists()
+    assert main(["repro", "all", "--results", str(tmp_path), "--no-progress"]) == 0
+    preset_dir = tmp_path / "smoke"
+    assert main(["repro", "snapshot", "--results", str(tmp_path), "--out", str(out), "--produced-by", "CMD X"]) == 0
+    assert (out / "check.txt").read_bytes() == (preset_dir / "check.txt").read_bytes()
+    assert (out / "tables" / "theory.md").read_bytes() == (preset_dir / "tables" / "theory.md").read_bytes()
+    readme = (out / "README.md").read_text()
+    assert (preset_dir / "check.txt").read_text().rstrip() in readme and "CMD X" in readme
+    assert "theory: 6 runs" in readme and "image: no runs" in readme
+    assert sorted(p.name for p in (out / "theory").iterdir()) == sorted(E.theory_experiments())
+    # the snapshot may not be written into the results it copies
+    assert main(["repro", "snapshot", "--results", str(tmp_path), "--out", str(preset_dir / "x")]) == 2
+
+
 def test_a_failing_run_makes_all_fail_and_is_resumed(tmp_path, fake_theory, monkeypatch, capsys):
     from solo_offdiag.repro import theory_output as T
 

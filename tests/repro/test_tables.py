@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import io
 
-from solo_offdiag.repro.tables import Table, c1_c2_table, theory_table
+from solo_offdiag.repro.tables import Table, c1_c2_table, image_runs_table, theory_table
 
 
 def _records(fakes):
@@ -18,6 +18,18 @@ def test_c1_c2_table_aggregates_over_seeds_in_head_order(fakes):
     assert [r[2] for r in t.rows] == ["mlp", "offdiag", "identity"]
     mlp = t.rows[0]
     assert mlp[3] == "91.50 ± 0.71" and mlp[6] == 2
+
+
+def test_image_runs_table_has_one_row_per_run_with_the_c3_statistics(fakes):
+    records = _records(fakes)
+    off = {"peak": 2.0, "final": 0.5, "peak_step": 10, "final_step": 20, "peak_position": 0.5, "n_points": 3}
+    records[0] = fakes.image_record("digits", "offdiag", 0, 90.0, rankme=40.0, offdiag=off)
+    t = image_runs_table(records)
+    assert [(r[2], r[3]) for r in t.rows] == [("mlp", 0), ("mlp", 1), ("offdiag", 0), ("offdiag", 1),
+                                             ("identity", 0), ("identity", 1)]
+    offdiag0 = t.rows[2]
+    assert offdiag0[4] == 90.0 and offdiag0[6] == 40.0 and offdiag0[-2:] == [4.0, 0.5]
+    assert t.rows[0][-2:] == [None, None]  # no head trajectory: empty cells, not zeros
 
 
 def test_three_formats(tmp_path, fakes):
