@@ -64,14 +64,15 @@ class TheoryConfig:
     # --- network --------------------------------------------------------------------------
     m: int = _f(2, "number of neurons (= side of the head E)", *_POS)
     activation: Literal["normalized_cubic", "truncated_cubic"] = _f(
-        "normalized_cubic",
-        "'normalized_cubic': (<w,x>/||w||)^3, a cubic on weight-normalised neurons (a departure: "
-        "BN makes each f_j scale invariant, but E mixes neurons of different norms, so with E != I "
-        "the loss differs from the paper's, E21 is in units of (||w_2||/||w_1||)^3 and W gets no "
-        "radial gradient); 'truncated_cubic': the paper's z^3 on raw <w,x> for |z| <= truncation, "
-        "C^1 linear extension beyond (a stabiliser outside the working range)",
+        "truncated_cubic",
+        "'truncated_cubic' (default): the paper's z^3 on raw <w,x> for |z| <= truncation, C^1 "
+        "linear extension beyond (a stabiliser outside the working range), so E is the paper's E; "
+        "'normalized_cubic': (<w,x>/||w||)^3, a cubic on weight-normalised neurons (the default "
+        "before issue #9's third session; a departure: BN makes each f_j scale invariant, but E "
+        "mixes neurons of different norms, so with E != I the loss differs from the paper's, E21 is "
+        "in units of (||w_2||/||w_1||)^3 and W gets no radial gradient)",
     )
-    truncation: float = _f(4.0, "threshold tau of 'truncated_cubic' (unused otherwise)", *_POS)
+    truncation: float = _f(8.0, "threshold tau of 'truncated_cubic' (unused otherwise)", *_POS)
     batch_norm: bool = _f(True, "per-neuron BN without affine parameters on F and G")
     bn_eps: float = _f(1e-10, "variance floor of BN (relative scale: outputs are O(1))", *_NONNEG)
     stop_gradient: bool = _f(True, "stop the gradient through the target branch G")
@@ -83,8 +84,9 @@ class TheoryConfig:
                          lambda v: v >= 2, ">= 2")
     steps: int = _f(6000, "SGD steps", *_POS)
     eta: float = _f(0.03, "learning rate of W", *_POS)
-    eta_E: float = _f(0.09, "learning rate of the off-diagonal entries of E (default 3 x eta: a "
-                      "departure from the paper's eta_E << eta, docs/theory.md)", *_NONNEG)
+    eta_E: float = _f(0.015, "learning rate of the off-diagonal entries of E (default eta / 2: the "
+                      "paper's ordering eta_E < eta; eta / 3 separates the features less reliably "
+                      "at d = 64, docs/theory.md)", *_NONNEG)
     init_std: float = _f(0.0, "std of the Gaussian init of W per coordinate; 0 means 1/sqrt(d)",
                          *_NONNEG)
     head_start: float | None = _f(
