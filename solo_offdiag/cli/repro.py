@@ -127,11 +127,14 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                                    "grids) and each theory summary.json of a finished preset into --out and "
                                    "write --out/README.md (dates, commit, wall times, verdicts, tables, figures). "
                                    "Runs nothing; exit 2 when the preset has no verdicts yet.")
-    _common(p, run=False)
+    p.add_argument("--preset", choices=REPRO_PRESETS, default="smoke", help="smoke (default), medium or full")
+    p.add_argument("--results", type=Path, default=Path("results"), help="results folder (default: ./results)")
+    p.add_argument("--wait", action="store_true",
+                   help="if another repro command holds the results folder, wait for it (default: exit 2 at once)")
     p.add_argument("--out", type=Path, required=True, help="snapshot folder, e.g. artifact/results/medium-<date>")
     p.add_argument("--produced-by", default=None, metavar="COMMAND",
                    help="the command that produced the results, quoted in the README")
-    p.set_defaults(func=_locked(_snapshot))
+    p.set_defaults(func=_locked(_snapshot, artifact=False))
 
     parser.set_defaults(func=lambda args: (parser.print_help(), 2)[1])
     return parser
@@ -241,10 +244,10 @@ def _with_artifact(func: Any) -> Any:
     return wrapper
 
 
-def _locked(func: Any) -> Any:
-    """Run ``func(args)`` with ``--artifact DIR`` in use, holding the results folder's lock (exit 2
-    if the folder is not usable or another process holds the lock)."""
-    @_with_artifact
+def _locked(func: Any, *, artifact: bool = True) -> Any:
+    """Run ``func(args)`` holding the results folder's lock (exit 2 if the folder is not usable or
+    another process holds the lock), with ``--artifact DIR`` in use unless ``artifact`` is False
+    (a subcommand that reads no artifact file has no --artifact option)."""
     def wrapper(args: argparse.Namespace) -> int:
         from solo_offdiag.repro.lock import ResultsLocked, results_lock
 
@@ -264,7 +267,7 @@ def _locked(func: Any) -> Any:
             lock.__exit__(None, None, None)
 
     wrapper.__name__ = getattr(func, "__name__", "locked")
-    return wrapper
+    return _with_artifact(wrapper) if artifact else wrapper
 
 
 def _threads(args: argparse.Namespace) -> int | None:

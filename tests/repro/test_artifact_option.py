@@ -21,7 +21,8 @@ def _repro_subcommands() -> list[str]:
     return sorted(sub.choices)
 
 
-SUBCOMMANDS = _repro_subcommands()
+#: every subcommand that reads the artifact's files; `snapshot` only copies finished results
+SUBCOMMANDS = [s for s in _repro_subcommands() if s != "snapshot"]
 #: the arguments each subcommand needs besides --artifact and --results
 ARGS = {"run": ["c_no_bn"]}
 
@@ -43,6 +44,9 @@ def _cmd(name: str, tmp_path: Path, folder: Path) -> list[str]:
 
 def test_every_repro_subcommand_takes_the_option():
     assert set(SUBCOMMANDS) == {"list", "run", "figures", "tables", "check", "all"}
+    assert set(_repro_subcommands()) - set(SUBCOMMANDS) == {"snapshot"}
+    with pytest.raises(SystemExit):  # it has no --artifact (it would have nothing to read there)
+        build_parser().parse_args(["repro", "snapshot", "--out", "x", "--artifact", "y"])
 
 
 @pytest.mark.parametrize("name", SUBCOMMANDS)
