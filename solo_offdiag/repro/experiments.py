@@ -84,7 +84,7 @@ def theory_specs(names: Sequence[str], preset: str, device: str, seeds: int | No
     specs = []
     for name in names:
         config = {"experiment": name, "theory_preset": theory_preset, "device": device, "seeds": seeds,
-                  "seed_offset": seed_offset}
+                  "seed_offset": seed_offset, "models": theory_models(name, theory_preset, seeds, seed_offset)}
 
         def compute(run_dir: Path, name: str = name) -> dict[str, Any]:
             from solo_offdiag.repro import theory_output
@@ -98,6 +98,19 @@ def theory_specs(names: Sequence[str], preset: str, device: str, seeds: int | No
                              description=f"theory experiment {name} (theory preset {theory_preset})",
                              tags={"kind": "theory", "experiment": name}, verify=_summary_intact))
     return specs
+
+
+def theory_models(name: str, theory_preset: str, seeds: int | None, seed_offset: int) -> dict[str, Any]:
+    """What a theory run simulates, for its config (hence its fingerprint): the preset's base
+    model in full, and a digest of every model config the experiment plans. A change of a default
+    of the model (e.g. ``eta_E``) or of a preset makes the cached run stale, so it is recomputed."""
+    import hashlib
+
+    from solo_offdiag.theory.experiments import base_config, plan_configs
+
+    plan = [c.to_dict() for c in plan_configs([name], preset=theory_preset, seeds=seeds, seed_offset=seed_offset)]
+    digest = hashlib.sha256(json.dumps(plan, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    return {"base": base_config(theory_preset).to_dict(), "configs": len(plan), "digest": digest}
 
 
 def _summary_intact(run_dir: Path) -> str | None:

@@ -189,3 +189,27 @@ def test_theory_runs_verify_their_summary(tmp_path, content):
         (run_dir / "summary.json").write_text(content)
     assert "summary.json" in spec.verify(run_dir)
     assert theory_summary(tmp_path / "smoke", "a_trainable_head") is None
+
+
+def test_a_change_of_the_theory_model_makes_a_cached_theory_run_stale(monkeypatch):
+    """The fingerprint of a theory run covers the model it simulates, not only the experiment's
+    name and preset: changing a default (here eta_E of the preset) or an experiment's grid (C8's
+    ratios) changes it, so the finished run is recomputed instead of reported cached."""
+    from solo_offdiag.repro.experiments import theory_specs
+    from solo_offdiag.repro.runner import config_fingerprint
+    from solo_offdiag.theory import experiments as X
+
+    def fingerprints() -> list[str]:
+        specs = theory_specs(["a_trainable_head", "e_scaling"], "smoke", "cpu", None, progress=False)
+        return [config_fingerprint(s.config) for s in specs]
+
+    before = fingerprints()
+    assert fingerprints() == before  # deterministic
+    preset = X.THEORY_PRESETS["default"]
+    monkeypatch.setitem(preset, "overrides", {**preset["overrides"], "eta_E": 0.02})
+    changed = fingerprints()
+    assert changed[0] != before[0] and changed[1] != before[1]
+    monkeypatch.setitem(preset, "overrides", dict(preset["overrides"], eta_E=X.base_config("default").eta / 2))
+    monkeypatch.setitem(preset, "scaling", {**preset["scaling"], "eta_E_ratios": (0.2, 1.0)})
+    regrid = fingerprints()
+    assert regrid[0] == before[0] and regrid[1] != before[1]  # only e_scaling simulates the ratios
