@@ -133,6 +133,7 @@ def image_runs_table(records: Sequence[dict[str, Any]]) -> Table:
     rows = []
     for r in sorted(records, key=order):
         off = r.get("head_offdiag")
+        off = off if off and off["peak"] > 0 else None  # no off-diagonal (identity, diagonal): empty cells
         rows.append([r["dataset"], r.get("method", "byol_offdiag"), r["head"], r["seed"], r.get("probe_acc1"),
                      r.get("knn_acc1"), r.get("rankme_z"), r.get("rankme_feats"), r.get("collapse_std_z"),
                      peak_over_final(off) if off else None, off["peak_position"] if off else None])

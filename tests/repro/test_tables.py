@@ -30,6 +30,9 @@ def test_image_runs_table_has_one_row_per_run_with_the_c3_statistics(fakes):
     offdiag0 = t.rows[2]
     assert offdiag0[4] == 90.0 and offdiag0[6] == 40.0 and offdiag0[-2:] == [4.0, 0.5]
     assert t.rows[0][-2:] == [None, None]  # no head trajectory: empty cells, not zeros
+    flat = dict(off, peak=0.0, final=0.0)  # a head whose off-diagonal stays 0 (diagonal)
+    t = image_runs_table([fakes.image_record("digits", "diagonal", 0, 90.0, offdiag=flat)])
+    assert t.rows[0][-2:] == [None, None]
 
 
 def test_three_formats(tmp_path, fakes):
