@@ -81,3 +81,29 @@ def test_the_readme_check_fails_on_a_wrong_list():
     assert _mismatches("CIFAR-10", good, grid)  # the dataset not named
     assert _mismatches(data, "byol_offdiag × 6 heads × 3 seeds", grid)
     assert _mismatches(data, "byol_offdiag × 7 heads × 2 datasets × 3 seeds", grid)
+
+
+ROOT = README.parents[1]
+
+
+def _table_rows(text: str, key: int = 0) -> dict[str, list[str]]:
+    """Cell ``key`` (bold and parentheses dropped) -> the row's cells, for every Markdown table row."""
+    rows = {}
+    for line in text.splitlines():
+        if line.startswith("| ") and not line.startswith("|---"):
+            cells = [c.strip() for c in line.strip().strip("|").split(" | ")]
+            rows[re.sub(r"\*|\s*\(.*\)", "", cells[key]).strip()] = cells
+    return rows
+
+
+def test_the_readme_results_table_is_the_linked_snapshots():
+    """The top-level README's medium table repeats numbers of the results snapshot it links: each
+    head's probe, kNN and RankMe cells equal the snapshot's tables/c1_c2.md (the code's output)."""
+    text = (ROOT / "README.md").read_text()
+    (link,) = set(re.findall(r"\(artifact/results/(medium-[0-9-]+)/README\.md\)", text))
+    snapshot = _table_rows((ROOT / "artifact" / "results" / link / "tables" / "c1_c2.md").read_text(), key=2)
+    readme = _table_rows(text[text.index("## Results"):])
+    heads = [h for h in snapshot if h != "head"]
+    assert heads and all(h in readme for h in heads), (heads, list(readme))
+    for head in heads:
+        assert [c.strip("*") for c in readme[head][1:4]] == snapshot[head][3:6], head  # bold allowed
