@@ -11,6 +11,7 @@ from typing import Any
 
 from solo_offdiag.cli import argtypes
 from solo_offdiag.repro.artifact import REPRO_PRESETS
+from solo_offdiag.repro.experiments import THEORY_FIRST_SEED
 from solo_offdiag.solo_adapter.requirements import SOLO_COMMIT, SOLO_PIN
 
 _DESCRIPTION = f"""\
@@ -62,9 +63,10 @@ def _common(p: argparse.ArgumentParser, *, run: bool) -> None:
         p.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="cpu (default) or cuda")
         p.add_argument("--seeds", type=argtypes.positive_int, default=None,
                        help="seeds per arm/head, >= 1 (default: the preset's)")
-        p.add_argument("--seed-offset", type=argtypes.non_negative_int, default=0, metavar="K",
-                       help="theory experiments use seeds K, K+1, ... (default 0; recorded in run.json and "
-                            "the run fingerprint, so another K is another run)")
+        p.add_argument("--seed-offset", type=argtypes.non_negative_int, default=THEORY_FIRST_SEED, metavar="K",
+                       help=f"theory experiments use seeds K, K+1, ... (default {THEORY_FIRST_SEED}: the theory "
+                            "model was chosen on seeds 0-63, docs/theory.md; recorded in run.json and the run "
+                            "fingerprint, so another K is another run)")
         p.add_argument("--data-dir", type=Path, default=None,
                        help="where CIFAR-10/100 and STL-10 live or are downloaded to (full preset; "
                             "default ./datasets)")

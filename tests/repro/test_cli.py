@@ -67,6 +67,8 @@ def test_run_then_rerun_is_cached(tmp_path, fake_theory, capsys):
     assert main(args) == 0 and fake_theory == ["a_trainable_head"]
     done = json.loads((tmp_path / "smoke" / "theory" / "a_trainable_head" / "done.json").read_text())
     assert done["config"]["theory_preset"] == THEORY_PRESET_FOR["smoke"]
+    # by default the artifact's theory runs use seeds from 100 on, not the tuning seeds 0-63
+    assert done["config"]["seed_offset"] == E.THEORY_FIRST_SEED >= 64
     assert main(args) == 0 and fake_theory == ["a_trainable_head"]
     assert "cached" in capsys.readouterr().out
     assert main(["repro", "run", "nope", "--results", str(tmp_path)]) == 2
