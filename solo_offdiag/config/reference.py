@@ -32,6 +32,9 @@ DESCRIPTIONS: dict[str, str] = {
     "predictor.weight_decay_start": "fraction of the training steps before which the head group "
     "has no weight decay (then its weight decay); 0 = from the first step",
     "predictor.static_lr": "keep the head at the global lr with no schedule (solo's `static_lr`)",
+    "predictor.output_norm": "`batch`: every coordinate of the prediction p and of the target z "
+    "standardised over the batch (BN without affine) before the loss, as in the theory; `none`: "
+    "solo's loss as is (byol_offdiag only; simsiam_offdiag's projector already ends in such a BN)",
     "predictor.lars.trust_ratio": "LARS only: false = the head group takes plain SGD+momentum steps "
     "at its lr (no `eta * ||A||` bound, which keeps a zero-initialised head tiny; docs/image_study.md)",
     "predictor.lars.eta": "LARS only: trust coefficient of the head group; null = `optimizer.kwargs.eta`",

@@ -16,6 +16,8 @@ Keys (``method_kwargs.*``)::
                              # no weight decay (then weight_decay); 0 = from the first step
       static_lr: false       # true: the head stays at the global lr with no schedule (solo's
                              # static_lr; SimSiam uses it for its predictor)
+      output_norm: none      # batch: BN without affine on p and the target z before the loss
+                             # (the theory's normalisation; byol_offdiag only)
       lars:                  # the head group's LARS settings (only with optimizer.name: lars)
         trust_ratio: true    # false: the head takes plain SGD(+momentum) steps, no trust ratio
         eta: null            # trust coefficient of the head group; null = optimizer.kwargs.eta
@@ -33,7 +35,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from solo_offdiag.analysis.config import AnalysisConfig
 from solo_offdiag.config.validate import ConfigError, from_mapping, non_negative, to_mapping
@@ -121,6 +123,11 @@ class PredictorConfig:
     )
     static_lr: bool = False
     lars: PredictorLarsConfig = field(default_factory=PredictorLarsConfig)
+    #: ``batch``: standardise every coordinate of the prediction p and of the target z over the
+    #: batch (BN without affine parameters, batch statistics) before the loss, as the theory's
+    #: ``||BN(F) - sg BN(G)||^2`` does (byol_offdiag only; docs/image_study.md); ``none``: solo's
+    #: BYOL loss on p and z as they are
+    output_norm: Literal["none", "batch"] = "none"
 
     def group_weight_decay(self) -> float | None:
         """The head group's weight decay: ``weight_decay`` when it applies to this kind, else None

@@ -153,3 +153,10 @@ def test_head_weight_decay_only_for_named_kinds() -> None:
 def test_head_weight_decay_start_range(bad) -> None:
     with pytest.raises(ConfigError, match=r"weight_decay_start: got .*allowed: a number in \[0, 1\)"):
         validate_method_cfg(_cfg(predictor={"weight_decay_start": bad}))
+
+
+def test_output_norm_values() -> None:
+    assert validate_method_cfg(_cfg()).predictor.output_norm == "none"
+    assert validate_method_cfg(_cfg(predictor={"output_norm": "batch"})).predictor.output_norm == "batch"
+    with pytest.raises(ConfigError, match=r"output_norm.*'bn'.*'none', 'batch'"):
+        validate_method_cfg(_cfg(predictor={"output_norm": "bn"}))

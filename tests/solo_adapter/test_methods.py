@@ -281,3 +281,31 @@ def test_head_weight_decay_start(registered_methods, solo_cfg):
     trainer.global_step = 60
     model._apply_head_weight_decay_start()
     assert {g["name"]: g for g in optimizer.param_groups}["predictor"]["weight_decay"] == 20.0
+
+
+def test_output_norm_batch_standardises_prediction_and_target(registered_methods, solo_cfg):
+    """predictor.output_norm: batch -> p and the momentum (target) z have mean 0 and variance 1 per
+    coordinate over the batch (BN without affine, the theory's normalisation); none -> untouched."""
+    x = torch.randn(8, 3, 32, 32)
+    torch.manual_seed(0)
+    plain = registered_methods["byol_offdiag"](solo_cfg())
+    torch.manual_seed(0)
+    normed = registered_methods["byol_offdiag"](solo_cfg(predictor={"output_norm": "batch"}))
+    plain.eval(), normed.eval()  # no dropout/BN statistics updates between the two calls
+    out, ref = normed(x), plain(x)
+    target = normed.momentum_forward(x)["z"]
+    for t in (out["p"], target):
+        torch.testing.assert_close(t.mean(0), torch.zeros(HEAD_DIM), atol=1e-5, rtol=0)
+        torch.testing.assert_close(t.var(0, unbiased=False), torch.ones(HEAD_DIM), atol=1e-3, rtol=0)
+    torch.testing.assert_close(out["z"], ref["z"])  # the projector output (analysed as z) is not changed
+    from solo_offdiag.solo_adapter.methods.byol_offdiag import batch_standardise
+
+    torch.testing.assert_close(out["p"], batch_standardise(ref["p"]))
+    assert not torch.allclose(ref["p"].mean(0), torch.zeros(HEAD_DIM), atol=1e-3)  # the default leaves p alone
+
+
+def test_output_norm_is_refused_by_simsiam(registered_methods, solo_cfg):
+    from solo_offdiag.config import ConfigError
+
+    with pytest.raises(ConfigError, match=r"output_norm: got 'batch'; allowed for simsiam_offdiag: 'none'"):
+        registered_methods["simsiam_offdiag"](solo_cfg("simsiam_offdiag", predictor={"output_norm": "batch"}))

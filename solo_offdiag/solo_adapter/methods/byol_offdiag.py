@@ -5,12 +5,15 @@ Imports solo-learn: import it only after :func:`solo_offdiag.solo_adapter.requir
 
 from __future__ import annotations
 
+from typing import Any
+
+import torch
 from omegaconf import DictConfig
 from solo.methods.byol import BYOL
 
 from solo_offdiag.solo_adapter.methods.common import OffDiagHeadMixin, prepare_offdiag_cfg
 
-__all__ = ["BYOLOffDiag"]
+__all__ = ["BYOLOffDiag", "batch_standardise"]
 
 
 class BYOLOffDiag(OffDiagHeadMixin, BYOL):
@@ -30,6 +33,7 @@ class BYOLOffDiag(OffDiagHeadMixin, BYOL):
           lr: null                 # absolute lr of the head group (not batch-size scaled)
           weight_decay: null       # null = optimizer.weight_decay
           static_lr: false         # pin the head to optimizer.lr without schedule
+          output_norm: none        # batch: BN without affine on p and the target z (the theory's)
         analysis: {...}            # solo_offdiag.analysis.config.AnalysisConfig
 
     Examples:
@@ -41,7 +45,33 @@ class BYOLOffDiag(OffDiagHeadMixin, BYOL):
         super().__init__(cfg)  # BYOL builds backbone, projectors and its MLP predictor as usual
         self._install_head(cfg)
 
+    # -- output normalisation (predictor.output_norm: batch) ---------------------------------
+    def _normalise(self, out: dict[str, Any], key: str) -> dict[str, Any]:
+        if self.offdiag_cfg.predictor.output_norm == "batch":
+            out[key] = batch_standardise(out[key])
+        return out
+
+    def forward(self, X: torch.Tensor) -> dict[str, Any]:
+        return self._normalise(super().forward(X), "p")
+
+    def multicrop_forward(self, X: torch.Tensor) -> dict[str, Any]:
+        return self._normalise(super().multicrop_forward(X), "p")
+
+    def momentum_forward(self, X: torch.Tensor) -> dict[str, Any]:
+        return self._normalise(super().momentum_forward(X), "z")  # the target (no gradient)
+
     @staticmethod
     def add_and_assert_specific_cfg(cfg: DictConfig) -> DictConfig:
         cfg = prepare_offdiag_cfg(cfg, static_lr_default=False)
         return super(BYOLOffDiag, BYOLOffDiag).add_and_assert_specific_cfg(cfg)
+
+
+def batch_standardise(x: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+    """Every column of ``x`` (batch x dim) to mean 0 and variance 1 over the batch: BatchNorm
+    without affine parameters in training mode (biased variance, as BN normalises), with a
+    variance floor ``eps`` far below BN's 1e-5, so that small outputs (a projector at init: variance
+    ~1e-4) are standardised too. On one device the statistics are that device's batch (like BN
+    without synchronisation)."""
+    mean = x.mean(dim=0, keepdim=True)
+    var = x.var(dim=0, unbiased=False, keepdim=True)
+    return (x - mean) / torch.sqrt(var + eps)

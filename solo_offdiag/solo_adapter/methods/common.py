@@ -61,7 +61,7 @@ def typed_method_cfg(cfg: Any) -> OffDiagMethodConfig:
     return validate_method_cfg(_plain_mapping(cfg))
 
 
-def prepare_offdiag_cfg(cfg: DictConfig, *, static_lr_default: bool) -> DictConfig:
+def prepare_offdiag_cfg(cfg: DictConfig, *, static_lr_default: bool, output_norm: bool = True) -> DictConfig:
     """Validate our keys in ``cfg`` and write every default back into ``cfg.method_kwargs``.
 
     Filling the defaults in place means solo's BYOL/SimSiam find ``proj_*``/``pred_hidden_dim``,
@@ -69,7 +69,9 @@ def prepare_offdiag_cfg(cfg: DictConfig, *, static_lr_default: bool) -> DictConf
 
     ``static_lr_default`` is the method's default for ``predictor.static_lr`` when the key is
     absent (SimSiam: true, as solo pins its predictor to the global lr; it is false whenever
-    ``predictor.lr`` is set, since a pinned group would ignore that lr).
+    ``predictor.lr`` is set, since a pinned group would ignore that lr). ``output_norm``: whether
+    the method implements ``predictor.output_norm`` (a method that does not refuses any value but
+    ``none``, rather than ignoring it).
 
     Raises:
         MethodConfigError: (a ``ConfigError``) any invalid key (see
@@ -77,14 +79,14 @@ def prepare_offdiag_cfg(cfg: DictConfig, *, static_lr_default: bool) -> DictConf
             together with ``predictor.lr``.
     """
     try:
-        return _prepare_offdiag_cfg(cfg, static_lr_default=static_lr_default)
+        return _prepare_offdiag_cfg(cfg, static_lr_default=static_lr_default, output_norm=output_norm)
     except MethodConfigError:
         raise
     except ConfigError as err:
         raise MethodConfigError(str(err)) from err
 
 
-def _prepare_offdiag_cfg(cfg: DictConfig, *, static_lr_default: bool) -> DictConfig:
+def _prepare_offdiag_cfg(cfg: DictConfig, *, static_lr_default: bool, output_norm: bool) -> DictConfig:
     plain_cfg = _plain_mapping(cfg)
     raw_predictor = (plain_cfg.get("method_kwargs") or {}).get("predictor") or {}
     typed = validate_method_cfg(plain_cfg)
@@ -98,6 +100,12 @@ def _prepare_offdiag_cfg(cfg: DictConfig, *, static_lr_default: bool) -> DictCon
             f"method_kwargs.predictor.static_lr: got true with predictor.lr={predictor.lr!r}; "
             "solo-learn's static_lr pins a group to optimizer.lr, so the head's own lr would be "
             "ignored: set static_lr: false or lr: null"
+        )
+    if not output_norm and predictor.output_norm != "none":
+        raise ConfigError(
+            f"method_kwargs.predictor.output_norm: got {predictor.output_norm!r}; allowed for "
+            f"{plain_cfg.get('method', 'this method')}: 'none' (its outputs already pass a BatchNorm "
+            "without affine parameters; 'batch' is implemented for byol_offdiag)"
         )
     filled = to_mapping(typed)
     filled["predictor"]["static_lr"] = static_lr

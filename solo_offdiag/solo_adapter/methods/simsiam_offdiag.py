@@ -32,5 +32,5 @@ class SimSiamOffDiag(OffDiagHeadMixin, SimSiam):
 
     @staticmethod
     def add_and_assert_specific_cfg(cfg: DictConfig) -> DictConfig:
-        cfg = prepare_offdiag_cfg(cfg, static_lr_default=True)
+        cfg = prepare_offdiag_cfg(cfg, static_lr_default=True, output_norm=False)
         return super(SimSiamOffDiag, SimSiamOffDiag).add_and_assert_specific_cfg(cfg)
