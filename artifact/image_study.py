@@ -4,8 +4,10 @@ per (variant, head, seed), then kNN / linear probe and the analysis summary, one
     .venv-solo/bin/python artifact/image_study.py --variant adam_wd --heads offdiag identity mlp \
         --seeds 0 --out runs/study
 
-A variant is a named list of Hydra overrides (VARIANTS below) on top of the smoke digits recipe
-of artifact/configs/image_heads.yaml; ``--set KEY=VALUE`` adds more. Results: ``<out>/results.jsonl``
+A variant is a named list of Hydra overrides (VARIANTS below) on a packaged config, with the
+digits set-up of BASE; ``--variant pinned`` is the smoke preset's own recipe, read from
+artifact/configs/image_heads.yaml (the source of truth: its config and overrides). ``--set
+KEY=VALUE`` adds more; a later value of a key replaces an earlier one (``--epochs`` last). Results: ``<out>/results.jsonl``
 (appended) and each run's folder ``<out>/<variant>-<head>-s<seed>/``.
 """
 
@@ -43,9 +45,32 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
 }
 
 
+def merge_overrides(*lists: list[str]) -> list[str]:
+    """Hydra overrides with one entry per key, the last value winning (Hydra itself refuses a
+    key given twice); the key is the text before ``=`` without a leading ``+``/``++``.
+
+    >>> merge_overrides(["a=1", "++b=2"], ["b=3", "c=4"])
+    ['a=1', 'b=3', 'c=4']
+    """
+    merged: dict[str, str] = {}
+    for item in (o for overrides in lists for o in overrides):
+        merged.pop(key := item.split("=", 1)[0].lstrip("+"), None)
+        merged[key] = item
+    return list(merged.values())
+
+
+def pinned_variant() -> tuple[str, list[str]]:
+    """The smoke preset's config name and overrides (artifact/configs/image_heads.yaml)."""
+    from solo_offdiag.repro.experiments import image_grid
+
+    grid = image_grid("smoke")
+    return grid["grid"][0]["config_name"], list(grid["overrides"])
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--variant", required=True, choices=sorted(VARIANTS))
+    ap.add_argument("--variant", required=True, choices=sorted([*VARIANTS, "pinned"]),
+                    help="named overrides (VARIANTS); 'pinned': the smoke preset's recipe")
     ap.add_argument("--heads", nargs="+", default=["offdiag"])
     ap.add_argument("--seeds", nargs="+", type=int, default=[0])
     ap.add_argument("--epochs", type=int, default=8, help="epochs of 44 steps (default 8 = 352 steps)")
@@ -65,15 +90,16 @@ def main() -> None:
 
     out = args.out.resolve()
     data = export_digits(out.parent / "digits32")
-    config_name, variant = VARIANTS[args.variant]
+    config_name, variant = pinned_variant() if args.variant == "pinned" else VARIANTS[args.variant]
     for seed in args.seeds:
         for head in args.heads:
             name = f"{args.variant}{args.tag}-{head}-s{seed}"
             run_dir = out / name
-            overrides = [*BASE, *variant, *args.set, f"max_epochs={args.epochs}",
-                         f"method_kwargs.predictor.kind={head}", f"++seed={seed}", f"name={name}",
-                         f"checkpoint.dir={run_dir}", f"data.train_path={data / 'train'}",
-                         f"data.val_path={data / 'val'}"]
+            overrides = merge_overrides(
+                BASE, variant, args.set,
+                [f"max_epochs={args.epochs}", f"method_kwargs.predictor.kind={head}", f"++seed={seed}",
+                 f"name={name}", f"checkpoint.dir={run_dir}", f"data.train_path={data / 'train'}",
+                 f"data.val_path={data / 'val'}"])
             t0 = time.time()
             solo_run = Path(pretrain(overrides, config_name=config_name))
             row = {"variant": args.variant + args.tag, "head": head, "seed": seed, "config": config_name,

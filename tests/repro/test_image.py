@@ -124,3 +124,27 @@ def test_real_solo_run_on_digits(tmp_path, digits16):
     assert 0 <= out.result["probe_acc1"] <= 100 and out.result["head_offdiag"] is not None
     args = json.loads((out.run_dir / out.result["solo_run_dir"] / "args.json").read_text())
     assert args["method_kwargs"]["predictor"]["kind"] == "offdiag" and args["seed"] == spec.seed == E.image_grid("smoke")["first_seed"]
+
+
+def _image_study_module():
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[2] / "artifact" / "image_study.py"
+    spec = importlib.util.spec_from_file_location("image_study", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_image_study_pinned_variant_is_the_smoke_recipe_with_one_value_per_key():
+    study = _image_study_module()
+    config_name, overrides = study.pinned_variant()
+    grid = E.image_grid("smoke")
+    assert config_name == grid["grid"][0]["config_name"] and overrides == grid["overrides"]
+    merged = study.merge_overrides(study.BASE, overrides, ["optimizer.batch_size=64"], ["max_epochs=10"])
+    keys = [o.split("=", 1)[0].lstrip("+") for o in merged]
+    assert len(keys) == len(set(keys))
+    # the later list wins: the study's own value, then the pinned recipe's, then BASE's
+    assert "optimizer.batch_size=64" in merged and "max_epochs=10" in merged
+    assert "auto_resume.enabled=true" in merged and "auto_resume.enabled=false" not in merged
+    assert "++method_kwargs.predictor.weight_decay_start=0.5" in merged
