@@ -8,8 +8,13 @@ per-run predicates of :mod:`solo_offdiag.theory.criteria` are counted per seed: 
 behind the parameter choices of docs/theory.md ("Departures"). Choose parameters on the tuning
 seeds 0-63 only; held-out seeds are for a frozen setting.
 
+``--arms`` runs only some arms (the claims that need a missing arm are left out: C3-theory and C4
+need ``trainable``, C5 ``fixed``, C6 ``trainable`` and ``no_bn``, C7 ``trainable`` and
+``no_stop_gradient``). Each claim's failing seeds are printed, and the JSON keeps the main phase
+values of every trainable run (``phases``), to see *how* a seed fails.
+
 The JSON output (``--out``) is rewritten atomically after every setting, and settings already in
-it with the same fields and seeds are not run again (re-run the command to resume).
+it with the same fields, seeds and arms are not run again (re-run the command to resume).
 
     python benchmarks/theory_sweep.py --seeds 64 --out /tmp/sweep.json \\
         --set base: --set cubic:activation=truncated_cubic --set etaE1:eta_E_over_eta=1
@@ -32,7 +37,12 @@ from solo_offdiag.theory.phases import detect_phases
 
 ARMS = {"trainable": {}, "fixed": {"head_trainable": False}, "no_bn": {"batch_norm": False},
         "no_stop_gradient": {"stop_gradient": False}}
-CLAIMS = ("C3-theory", "C4", "C5", "C6", "C7")
+#: claim -> the arms its per-seed verdict needs
+CLAIM_ARMS = {"C3-theory": ("trainable",), "C4": ("trainable",), "C5": ("fixed",),
+              "C6": ("trainable", "no_bn"), "C7": ("trainable", "no_stop_gradient")}
+CLAIMS = tuple(CLAIM_ARMS)
+#: phase values kept per trainable run in the JSON (``detect_phases`` keys)
+PHASE_KEYS = ("t_escape", "t1", "t_v2", "t_both", "e21_peak", "t_sub_peak", "offdiag_peak", "final_alignment")
 
 
 def parse_setting(text: str) -> tuple[str, dict[str, Any]]:
@@ -62,36 +72,51 @@ def config_of(preset: str, changes: dict[str, Any]) -> Any:
 
 
 def per_seed(runs: dict[str, list[dict[str, Any]]]) -> dict[str, list[bool]]:
-    """Per-seed verdicts of each claim from the paired runs of the four arms."""
-    tr, fx, nb, ns = (runs[a] for a in ARMS)
-    return {
-        "C3-theory": [criteria.c3_run(r) for r in tr],
-        "C4": [criteria.c4_run(r) for r in tr],
-        "C5": [criteria.c5_run(r) for r in fx],
-        "C6": [criteria.later_run(f, a, "t_v2") for f, a in zip(tr, nb)],
-        "C7": [criteria.later_run(f, a, "t_both") for f, a in zip(tr, ns)],
+    """Per-seed verdicts of each claim whose arms (``CLAIM_ARMS``) are in ``runs``, from the
+    paired runs."""
+    verdict = {
+        "C3-theory": lambda: [criteria.c3_run(r) for r in runs["trainable"]],
+        "C4": lambda: [criteria.c4_run(r) for r in runs["trainable"]],
+        "C5": lambda: [criteria.c5_run(r) for r in runs["fixed"]],
+        "C6": lambda: [criteria.later_run(f, a, "t_v2") for f, a in zip(runs["trainable"], runs["no_bn"])],
+        "C7": lambda: [criteria.later_run(f, a, "t_both") for f, a in zip(runs["trainable"], runs["no_stop_gradient"])],
     }
+    return {c: verdict[c]() for c, needs in CLAIM_ARMS.items() if all(a in runs for a in needs)}
 
 
-def run_setting(cfg: Any, seeds: int, offset: int, chunk: int, label: str, device: str) -> dict[str, Any]:
-    runs: dict[str, list[dict[str, Any]]] = {a: [] for a in ARMS}
+def _plain(value: Any) -> Any:
+    """JSON-ready phase value: floats rounded, arrays as nested lists."""
+    if hasattr(value, "tolist"):
+        value = value.tolist()
+    if isinstance(value, float):
+        return round(value, 4)
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def run_setting(cfg: Any, seeds: int, offset: int, chunk: int, label: str, device: str,
+                arms: tuple[str, ...] = tuple(ARMS)) -> dict[str, Any]:
+    runs: dict[str, list[dict[str, Any]]] = {a: [] for a in arms}
     w0, c0 = time.perf_counter(), time.process_time()
     for start in range(offset, offset + seeds, chunk):
         n = min(chunk, offset + seeds - start)
-        arms = {a: seeds_of(cfg.replace(seed=start, **sw), n) for a, sw in ARMS.items()}
-        traj = simulate_batch([c for v in arms.values() for c in v], device=device,
+        planned = {a: seeds_of(cfg.replace(seed=start, **ARMS[a]), n) for a in arms}
+        traj = simulate_batch([c for v in planned.values() for c in v], device=device,
                               progress=f"{label} seeds {start}-{start + n - 1}")
         k = 0
-        for a, v in arms.items():
+        for a, v in planned.items():
             for _ in v:
                 runs[a].append(detect_phases(traj.arm(k)))
                 k += 1
     verdicts = per_seed(runs)
+    trainable = runs.get("trainable", [])
     return {
-        "config": cfg.to_dict(), "seeds": [offset, offset + seeds - 1],
+        "config": cfg.to_dict(), "seeds": [offset, offset + seeds - 1], "arms": list(arms),
         "passes": {c: int(sum(v)) for c, v in verdicts.items()}, "n": seeds,
         "per_seed": {c: [bool(x) for x in v] for c, v in verdicts.items()},
-        "median_abs_e21_peak": sorted(abs(r["e21_peak"]) for r in runs["trainable"])[seeds // 2],
+        "median_abs_e21_peak": sorted(abs(r["e21_peak"]) for r in trainable)[seeds // 2] if trainable else None,
+        "phases": [{k: _plain(r.get(k)) for k in PHASE_KEYS} for r in trainable],
         "wall_s": time.perf_counter() - w0, "cpu_s": time.process_time() - c0,
         "load_avg_1min_end": os.getloadavg()[0],
     }
@@ -106,6 +131,8 @@ def main() -> None:
     parser.add_argument("--seed-offset", type=int, default=0, help="first seed (tuning seeds: 0-63)")
     parser.add_argument("--chunk", type=int, default=16, help="seeds simulated together (x4 arms)")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--arms", nargs="+", default=list(ARMS), choices=list(ARMS),
+                        help="arms to run (default: all four); claims needing another arm are left out")
     parser.add_argument("--out", type=Path, required=True, help="JSON results (resumable)")
     args = parser.parse_args()
     if args.seeds < 1 or args.chunk < 1 or args.seed_offset < 0:
@@ -114,16 +141,23 @@ def main() -> None:
     for name, changes in args.sets:
         cfg = config_of(args.preset, changes)
         old = results.get(name)
-        if old and old["config"] == cfg.to_dict() and old["seeds"] == [args.seed_offset, args.seed_offset + args.seeds - 1]:
+        arms = tuple(a for a in ARMS if a in args.arms)
+        seeds = [args.seed_offset, args.seed_offset + args.seeds - 1]
+        if old and old["config"] == cfg.to_dict() and old["seeds"] == seeds and old.get("arms", list(ARMS)) == list(arms):
             print(f"{name}: cached")
         else:
             results[name] = {"changes": changes, **run_setting(cfg, args.seeds, args.seed_offset, args.chunk, name,
-                                                               args.device)}
+                                                               args.device, arms)}
             atomic_write_json(args.out, results)
         r = results[name]
-        rates = "  ".join(f"{c} {r['passes'][c]}/{r['n']}" for c in CLAIMS)
-        print(f"{name:<24} {rates}  |E21| peak {r['median_abs_e21_peak']:.3f}  "
+        rates = "  ".join(f"{c} {k}/{r['n']}" for c, k in r["passes"].items())
+        peak = r["median_abs_e21_peak"]
+        print(f"{name:<24} {rates}  |E21| peak {'-' if peak is None else f'{peak:.3f}'}  "
               f"{r['cpu_s']:.0f} CPU-s, {r['wall_s']:.0f} s wall, load {r['load_avg_1min_end']:.1f}", flush=True)
+        for c, verdicts in r["per_seed"].items():
+            failed = [r["seeds"][0] + i for i, ok in enumerate(verdicts) if not ok]
+            if failed:
+                print(f"    {c} fails on seeds {', '.join(map(str, failed))}", flush=True)
 
 
 if __name__ == "__main__":
