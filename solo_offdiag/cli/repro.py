@@ -63,10 +63,13 @@ def _common(p: argparse.ArgumentParser, *, run: bool) -> None:
         p.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="cpu (default) or cuda")
         p.add_argument("--seeds", type=argtypes.positive_int, default=None,
                        help="seeds per arm/head, >= 1 (default: the preset's)")
-        p.add_argument("--seed-offset", type=argtypes.non_negative_int, default=THEORY_FIRST_SEED, metavar="K",
-                       help=f"theory experiments use seeds K, K+1, ... (default {THEORY_FIRST_SEED}: the theory "
-                            "model was chosen on seeds 0-63, docs/theory.md; recorded in run.json and the run "
-                            "fingerprint, so another K is another run)")
+        p.add_argument("--seed-offset", type=argtypes.non_negative_int, default=None, metavar="K",
+                       help=f"every experiment uses seeds K, K+1, ...: the theory arms and the image runs "
+                            f"(default {THEORY_FIRST_SEED} for the theory, whose model was chosen on seeds 0-63, "
+                            "docs/theory.md, and the image grid's first_seed in configs/image_heads.yaml, its "
+                            "recipe tuned on seeds 0-1, docs/image_study.md). Recorded in run.json and the run fingerprint (theory) "
+                            "and the run name (image), so another K is another run; `repro check` judges every "
+                            "finished run of the preset, so use a fresh --results folder for a report on K alone")
         p.add_argument("--data-dir", type=Path, default=None,
                        help="where CIFAR-10/100 and STL-10 live or are downloaded to (full preset; "
                             "default ./datasets)")

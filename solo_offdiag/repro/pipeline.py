@@ -88,7 +88,7 @@ def prepare_data(names: Sequence[str], preset: str, results: Path, log: Callable
 def run_experiments(
     names: Sequence[str], *, preset: str, device: str = "cpu", seeds: int | None = None,
     results: Path = DEFAULT_RESULTS, data_dir: Path | None = None, progress: bool = True,
-    force: bool = False, threads: int | None = None, log: Callable[[str], None] = _print, seed_offset: int = E.THEORY_FIRST_SEED,
+    force: bool = False, threads: int | None = None, log: Callable[[str], None] = _print, seed_offset: int | None = None,
     jobs: int = 1,
 ) -> list[RunOutcome]:
     """Run (or resume, or skip when finished) every run of the named experiments.
@@ -97,6 +97,8 @@ def run_experiments(
     None leaves torch's default. See :data:`CPU_THREADS` for why the CLI uses 1 on CPU.
     ``jobs``: how many runs execute at once, each in its own process
     (:mod:`solo_offdiag.repro.parallel`; 1: one after the other in this process).
+    ``seed_offset``: the first seed of every experiment (None: the defaults, see
+    :func:`solo_offdiag.repro.experiments.specs_for`).
     """
     with torch_threads(threads):
         return _run_experiments(names, preset=preset, device=device, seeds=seeds, results=results,
@@ -124,7 +126,7 @@ def torch_threads(threads: int | None) -> Iterator[None]:
 
 def _run_experiments(
     names: Sequence[str], *, preset: str, device: str, seeds: int | None, results: Path,
-    data_dir: Path | None, progress: bool, force: bool, log: Callable[[str], None], seed_offset: int = E.THEORY_FIRST_SEED,
+    data_dir: Path | None, progress: bool, force: bool, log: Callable[[str], None], seed_offset: int | None = None,
     jobs: int = 1, threads: int | None = None,
 ) -> list[RunOutcome]:
     from tqdm.auto import tqdm
@@ -263,7 +265,7 @@ class AllResult:
 def run_all(
     *, preset: str, device: str = "cpu", seeds: int | None = None, results: Path = DEFAULT_RESULTS,
     data_dir: Path | None = None, progress: bool = True, force: bool = False, strict: bool = False,
-    threads: int | None = None, log: Callable[[str], None] = _print, seed_offset: int = E.THEORY_FIRST_SEED, jobs: int = 1,
+    threads: int | None = None, log: Callable[[str], None] = _print, seed_offset: int | None = None, jobs: int = 1,
 ) -> AllResult:
     """``repro all``: experiments, figures, tables, check; writes ``all.json`` with wall times."""
     from solo_offdiag.repro.check import evaluate, write_report

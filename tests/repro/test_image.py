@@ -148,3 +148,21 @@ def test_image_study_pinned_variant_is_the_smoke_recipe_with_one_value_per_key()
     assert "optimizer.batch_size=64" in merged and "max_epochs=10" in merged
     assert "auto_resume.enabled=true" in merged and "auto_resume.enabled=false" not in merged
     assert "++method_kwargs.predictor.weight_decay_start=0.5" in merged
+
+
+def test_one_seed_offset_moves_every_experiment(tmp_path):
+    names = ["a_trainable_head", E.IMAGE_EXPERIMENT]
+    first = int(E.image_grid("smoke")["first_seed"])
+    default = E.specs_for(names, "smoke", "cpu", None, tmp_path, None)
+    theory = [s for s in default if s.key.startswith("theory/")]
+    image = [s for s in default if s.key.startswith("image/")]
+    assert theory and image
+    assert all(s.config["seed_offset"] == E.THEORY_FIRST_SEED for s in theory)
+    assert {s.seed for s in image} == {first}
+    moved = E.specs_for(names, "smoke", "cpu", 2, tmp_path, None, seed_offset=300)
+    assert all(s.config["seed_offset"] == 300 for s in moved if s.key.startswith("theory/"))
+    image_moved = [s for s in moved if s.key.startswith("image/")]
+    assert {s.seed for s in image_moved} == {300, 301}
+    # another seed is another run: its key and its run name differ
+    assert not {s.key for s in image_moved} & {s.key for s in image}
+    assert all(f"-s{s.seed}" in " ".join(s.config["overrides"]) for s in image_moved)
