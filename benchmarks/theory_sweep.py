@@ -84,17 +84,6 @@ def per_seed(runs: dict[str, list[dict[str, Any]]]) -> dict[str, list[bool]]:
     return {c: verdict[c]() for c, needs in CLAIM_ARMS.items() if all(a in runs for a in needs)}
 
 
-def _plain(value: Any) -> Any:
-    """JSON-ready phase value: floats rounded, arrays as nested lists."""
-    if hasattr(value, "tolist"):
-        value = value.tolist()
-    if isinstance(value, float):
-        return round(value, 4)
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    return value
-
-
 def run_setting(cfg: Any, seeds: int, offset: int, chunk: int, label: str, device: str,
                 arms: tuple[str, ...] = tuple(ARMS)) -> dict[str, Any]:
     runs: dict[str, list[dict[str, Any]]] = {a: [] for a in arms}
@@ -116,7 +105,7 @@ def run_setting(cfg: Any, seeds: int, offset: int, chunk: int, label: str, devic
         "passes": {c: int(sum(v)) for c, v in verdicts.items()}, "n": seeds,
         "per_seed": {c: [bool(x) for x in v] for c, v in verdicts.items()},
         "median_abs_e21_peak": sorted(abs(r["e21_peak"]) for r in trainable)[seeds // 2] if trainable else None,
-        "phases": [{k: _plain(r.get(k)) for k in PHASE_KEYS} for r in trainable],
+        "phases": [{k: r.get(k) for k in PHASE_KEYS} for r in trainable],  # detect_phases: JSON-ready
         "wall_s": time.perf_counter() - w0, "cpu_s": time.process_time() - c0,
         "load_avg_1min_end": os.getloadavg()[0],
     }

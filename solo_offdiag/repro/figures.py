@@ -26,7 +26,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from solo_offdiag.io import atomic_open, atomic_write_text  # noqa: E402
-from solo_offdiag.repro.tables import HEAD_ORDER  # noqa: E402
+from solo_offdiag.repro.tables import run_order  # noqa: E402
 
 __all__ = ["head_trajectory_figure", "rank_spectrum_figure", "write_figures"]
 
@@ -35,12 +35,6 @@ _COLORS = {"mlp": "tab:blue", "linear": "tab:orange", "offdiag": "tab:red", "dia
            "identity": "tab:gray", "directpred": "tab:green", "directcopy": "tab:olive"}
 #: dashed/dotted styles keep overlapping curves (e.g. a collapsed offdiag and identity) visible.
 _STYLES = {"identity": "--", "diagonal": "-.", "directcopy": ":", "directpred": ":"}
-
-
-def _run_order(r: dict[str, Any]) -> tuple[Any, ...]:
-    head = r["head"]
-    return (r.get("method", ""), HEAD_ORDER.index(head) if head in HEAD_ORDER else len(HEAD_ORDER),
-            head, r["seed"])
 
 
 def _group(r: dict[str, Any]) -> str:
@@ -103,7 +97,7 @@ def head_trajectory_figure(records: Sequence[dict[str, Any]], path: Path,
         last_step = 0
         entries: dict[str, tuple[Any, list[int], list[str]]] = {}
         flat: list[str] = []  # heads without an off-diagonal (identity, diagonal): nothing to draw
-        for r in sorted((r for r in records if r["dataset"] == ds), key=_run_order):
+        for r in sorted((r for r in records if r["dataset"] == ds), key=run_order):
             m = _metrics(r)
             if m is None or "head/offdiag_fro" not in m:
                 continue
@@ -154,7 +148,7 @@ def rank_spectrum_figure(records: Sequence[dict[str, Any]], path: Path) -> Path 
     rows = []
     for ds in datasets:
         runs = []
-        for r in sorted((r for r in records if r["dataset"] == ds), key=_run_order):
+        for r in sorted((r for r in records if r["dataset"] == ds), key=run_order):
             npz = solo_run_dir(r) / "analysis" / "spectrum.npz"
             if npz.is_file():
                 runs.append((r, load_npz(npz)))

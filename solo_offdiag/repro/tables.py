@@ -27,12 +27,23 @@ from typing import Any
 from solo_offdiag.claim_registry import Status, verdict_text
 from solo_offdiag.io import atomic_write_text
 
-__all__ = ["FORMATS", "Table", "c1_c2_table", "claims_table", "image_runs_table", "theory_table", "write_tables"]
+__all__ = ["FORMATS", "HEAD_ORDER", "Table", "c1_c2_table", "claims_table", "head_rank", "image_runs_table", "run_order",
+           "theory_table", "write_tables"]
 
 FORMATS = ("md", "tex", "csv")
 #: the order of the heads in tables and figure legends (the paper's arms first); a registered head
 #: not listed comes last, by name.
 HEAD_ORDER = ("mlp", "linear", "offdiag", "diagonal", "identity", "directpred", "directcopy")
+
+
+def head_rank(head: str) -> int:
+    """A head's place in :data:`HEAD_ORDER` (unlisted heads after the listed ones)."""
+    return HEAD_ORDER.index(head) if head in HEAD_ORDER else len(HEAD_ORDER)
+
+
+def run_order(r: dict[str, Any]) -> tuple[Any, ...]:
+    """Sort key of an image-run record: dataset, method, head (:func:`head_rank`, then name), seed."""
+    return (r["dataset"], r.get("method", ""), head_rank(r["head"]), r["head"], r["seed"])
 
 
 @dataclass
@@ -106,12 +117,8 @@ def c1_c2_table(records: Sequence[dict[str, Any]]) -> Table:
     for r in records:
         groups.setdefault((r["dataset"], r.get("method", "byol_offdiag"), r["head"]), []).append(r)
 
-    def order(key: tuple[str, str, str]) -> tuple[Any, ...]:
-        head_rank = HEAD_ORDER.index(key[2]) if key[2] in HEAD_ORDER else len(HEAD_ORDER)
-        return (key[0], key[1], head_rank, key[2])
-
     rows = []
-    for key in sorted(groups, key=order):
+    for key in sorted(groups, key=lambda k: (k[0], k[1], head_rank(k[2]), k[2])):
         rs = groups[key]
         probe, knn, rank = (_mean_std([r.get(k) for r in rs]) for k in ("probe_acc1", "knn_acc1", "rankme_z"))
         rows.append([*key, _pm(*probe), _pm(*knn), _pm(*rank), probe[2]])
@@ -126,12 +133,8 @@ def image_runs_table(records: Sequence[dict[str, Any]]) -> Table:
     (peak/final and peak position of ``||offdiag(W)||_F``, :func:`head_offdiag_summary`)."""
     from solo_offdiag.repro.experiments import peak_over_final
 
-    def order(r: dict[str, Any]) -> tuple[Any, ...]:
-        head_rank = HEAD_ORDER.index(r["head"]) if r["head"] in HEAD_ORDER else len(HEAD_ORDER)
-        return (r["dataset"], r.get("method", ""), head_rank, r["head"], r["seed"])
-
     rows = []
-    for r in sorted(records, key=order):
+    for r in sorted(records, key=run_order):
         off = r.get("head_offdiag")
         off = off if off and off["peak"] > 0 else None  # no off-diagonal (identity, diagonal): empty cells
         rows.append([r["dataset"], r.get("method", "byol_offdiag"), r["head"], r["seed"], r.get("probe_acc1"),

@@ -159,6 +159,9 @@ def test_one_seed_offset_moves_every_experiment(tmp_path):
     assert theory and image
     assert all(s.config["seed_offset"] == E.THEORY_FIRST_SEED for s in theory)
     assert {s.seed for s in image} == {first}
+    # the CPU presets (recipes tuned on seeds 0-1) report from the theory's first seed too; the full
+    # preset's packaged recipes were tuned on no seed of ours and start at 0
+    assert all(E.image_grid(p)["first_seed"] == E.THEORY_FIRST_SEED for p in ("smoke", "medium"))
     moved = E.specs_for(names, "smoke", "cpu", 2, tmp_path, None, seed_offset=300)
     assert all(s.config["seed_offset"] == 300 for s in moved if s.key.startswith("theory/"))
     image_moved = [s for s in moved if s.key.startswith("image/")]

@@ -12,8 +12,14 @@ from omegaconf import DictConfig
 from solo.methods.byol import BYOL
 
 from solo_offdiag.solo_adapter.methods.common import OffDiagHeadMixin, prepare_offdiag_cfg
+from solo_offdiag.theory.model import batch_norm
 
-__all__ = ["BYOLOffDiag", "batch_standardise"]
+__all__ = ["OUTPUT_NORM_EPS", "BYOLOffDiag"]
+
+#: variance floor of ``predictor.output_norm: batch`` (the theory's BN without affine parameters,
+#: :func:`solo_offdiag.theory.model.batch_norm`, over the batch of one device): far below BN's
+#: 1e-5, so that small outputs (a projector at init: variance ~1e-4) are standardised too.
+OUTPUT_NORM_EPS = 1e-8
 
 
 class BYOLOffDiag(OffDiagHeadMixin, BYOL):
@@ -48,7 +54,7 @@ class BYOLOffDiag(OffDiagHeadMixin, BYOL):
     # -- output normalisation (predictor.output_norm: batch) ---------------------------------
     def _normalise(self, out: dict[str, Any], key: str) -> dict[str, Any]:
         if self.offdiag_cfg.predictor.output_norm == "batch":
-            out[key] = batch_standardise(out[key])
+            out[key] = batch_norm(out[key], OUTPUT_NORM_EPS)
         return out
 
     def forward(self, X: torch.Tensor) -> dict[str, Any]:
@@ -65,13 +71,3 @@ class BYOLOffDiag(OffDiagHeadMixin, BYOL):
         cfg = prepare_offdiag_cfg(cfg, static_lr_default=False)
         return super(BYOLOffDiag, BYOLOffDiag).add_and_assert_specific_cfg(cfg)
 
-
-def batch_standardise(x: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
-    """Every column of ``x`` (batch x dim) to mean 0 and variance 1 over the batch: BatchNorm
-    without affine parameters in training mode (biased variance, as BN normalises), with a
-    variance floor ``eps`` far below BN's 1e-5, so that small outputs (a projector at init: variance
-    ~1e-4) are standardised too. On one device the statistics are that device's batch (like BN
-    without synchronisation)."""
-    mean = x.mean(dim=0, keepdim=True)
-    var = x.var(dim=0, unbiased=False, keepdim=True)
-    return (x - mean) / torch.sqrt(var + eps)
