@@ -21,9 +21,9 @@ EXPERIMENT_HELP = {
 }
 #: The theory presets (solo_offdiag.theory.experiments.THEORY_PRESETS; same test).
 PRESET_HELP = {
-    "default": "the documented CPU regime (d = 64, plain cubic, eta_E = eta/2, 8 seeds per arm)",
-    "large": "the paper's orderings at GPU size (d = 512, batch 2048, plain cubic, eta_E < eta, "
-             "slight head start; use --device cuda; not validated: C3-C7 2/4 on CPU seeds 0-3, docs/theory.md)",
+    "default": "the documented CPU regime (d = 64, plain cubic, alpha2 = 0.7, eta_E = eta/3, 8 seeds per arm)",
+    "large": "the paper's orderings at GPU size (d = 512, batch 32768, plain cubic, eta_E < eta, "
+             "slight head start; use --device cuda; not validated: C4 4/8 on CPU tuning seeds 0-7, docs/theory.md)",
     "smoke": "tiny sizes, same code paths (tests and CI; claims are not expected to pass)",
 }
 

@@ -45,7 +45,8 @@ def _draw(kind: str, args: dict[str, Any]) -> Any:
         return P.plot_offdiag(args["traj"], args["phases"], args["title"])
     if kind == "scaling":
         return P.plot_scaling(args["x"], args["y"], args["slope"], args["intercept"], args["xlabel"],
-                              args["ylabel"], args["title"], points=args.get("points"), target=args.get("target"))
+                              args["ylabel"], args["title"], points=args.get("points"), target=args.get("target"),
+                              note=args.get("note"))
     raise ValueError(f"unknown figure kind {kind!r}; known: grid, dynamics, offdiag, scaling")
 
 

@@ -154,11 +154,12 @@ def plot_offdiag(traj: Trajectory, phases: Mapping[str, Any], title: str) -> Any
 
 def plot_scaling(
     x: np.ndarray, y: np.ndarray, slope: float, intercept: float, xlabel: str, ylabel: str, title: str,
-    points: tuple[np.ndarray, np.ndarray] | None = None, target: float | None = None,
+    points: tuple[np.ndarray, np.ndarray] | None = None, target: float | None = None, note: str | None = None,
 ) -> Any:
     """Log-log scatter of medians with the least-squares line; the fitted slope (and the paper's
     slope ``target``, drawn as a dotted reference through the data) annotated on the axes. Medians
-    that are undefined (the event never happened within the run) are listed under the plot."""
+    that are undefined (the event never happened within the run) are listed under the plot, and
+    ``note`` (e.g. how many runs never reached the event) is printed under the axes."""
     fig, ax = plt.subplots(figsize=(5.4, 4.4))
     x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
     ok = np.isfinite(y) & (y > 0)
@@ -180,6 +181,8 @@ def plot_scaling(
     if missing:
         ax.text(0.5, -0.22, f"no median at {xlabel} = {', '.join(missing)} (event not reached in the run)",
                 transform=ax.transAxes, ha="center", fontsize=8, color="tab:red")
+    if note:
+        ax.text(0.5, -0.28 if missing else -0.22, note, transform=ax.transAxes, ha="center", fontsize=8)
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel(xlabel)

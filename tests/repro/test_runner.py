@@ -198,6 +198,7 @@ def test_a_change_of_the_theory_model_makes_a_cached_theory_run_stale(monkeypatc
     from solo_offdiag.repro.experiments import theory_specs
     from solo_offdiag.repro.runner import config_fingerprint
     from solo_offdiag.theory import experiments as X
+    from solo_offdiag.theory.config import TheoryConfig
 
     def fingerprints() -> list[str]:
         specs = theory_specs(["a_trainable_head", "e_scaling"], "smoke", "cpu", None, progress=False)
@@ -209,7 +210,7 @@ def test_a_change_of_the_theory_model_makes_a_cached_theory_run_stale(monkeypatc
     monkeypatch.setitem(preset, "overrides", {**preset["overrides"], "eta_E": 0.02})
     changed = fingerprints()
     assert changed[0] != before[0] and changed[1] != before[1]
-    monkeypatch.setitem(preset, "overrides", dict(preset["overrides"], eta_E=X.base_config("default").eta / 2))
+    monkeypatch.setitem(preset, "overrides", dict(preset["overrides"], eta_E=TheoryConfig().eta_E))  # back
     monkeypatch.setitem(preset, "scaling", {**preset["scaling"], "eta_E_ratios": (0.2, 1.0)})
     regrid = fingerprints()
     assert regrid[0] == before[0] and regrid[1] != before[1]  # only e_scaling simulates the ratios

@@ -78,6 +78,8 @@ def test_c8_per_seed_and_peak_slope() -> None:
     assert criteria.check_c8({"scaling": {**sc, "replicates": [_rep()] * 8}}).passed
     # the slope of the median escape times must be near 2 (1.0 = the d-independent finish)
     assert not criteria.check_c8({"scaling": {**sc, "t1_slope": 1.0, "replicates": [_rep()] * 8}}).passed
+    # a good slope over the d that have a median fails when some d has none (half never escaped)
+    assert not criteria.check_c8({"scaling": {**sc, "t1_median_every_d": False, "replicates": [_rep()] * 8}}).passed
     # T1 not proportional to 1/eta in 4 of 8 seeds: fail
     assert not criteria.check_c8({"scaling": {**sc, "replicates": [_rep()] * 4 + [_rep(eta_ratio=1.0)] * 4}}).passed
     assert not criteria.check_c8({"scaling": {**sc, "replicates": [_rep(sub=0.9)] * 8}}).passed

@@ -12,6 +12,7 @@ import pytest
 from solo_offdiag.repro.theory_output import run_experiment
 from solo_offdiag.theory.experiments import (
     THEORY_PRESETS,
+    censored_median,
     compute_experiment,
     list_experiments,
     plan_configs,
@@ -70,6 +71,32 @@ def test_e_scaling_measures_escape_times_per_seed(tmp_path: Path) -> None:
         assert rep["t_escape_eta_half"] > t[0]
     assert sc["interior_peaks"] <= sc["peak_runs"]
     assert "C8" in summary["criteria"] and (tmp_path / "t1_vs_d.png").exists()
+
+
+def test_escape_runs_fit_up_to_1024_with_their_own_batch_per_d() -> None:
+    sc = THEORY_PRESETS["default"]["scaling"]
+    assert sc["dims"][0] == 128 and sc["dims"][-1] == 1024  # the range of d
+    esc = [c for c in plan_configs(["e_scaling"], preset="default", seeds=2) if c.m == 1]
+    by_d = {d: {(c.batch_size, c.steps) for c in esc if c.d == d} for d in sc["dims"]}
+    assert by_d[1024] == {(512, 6000)}
+    assert all(v == {(sc["batch_size"], sc["steps"])} for d, v in by_d.items() if d != 1024)
+
+
+def test_escape_head_start_must_start_below_the_threshold(monkeypatch: pytest.MonkeyPatch) -> None:
+    from solo_offdiag.theory import experiments as X
+
+    assert X.head_start_c("default") == X.HEAD_START_C == 2.0 and X.head_start_c("smoke") == 1.5
+    monkeypatch.setitem(X.THEORY_PRESETS["smoke"], "scaling", {**X.THEORY_PRESETS["smoke"]["scaling"], "head_start_c": 2.0})
+    with pytest.raises(ValueError, match=r"head_start_c of preset 'smoke': got 2; allowed: < 0.3 x sqrt\(d\)"):
+        plan_configs(["e_scaling"], preset="smoke", seeds=1)
+
+
+def test_censored_median_counts_never_escaped_runs_as_late() -> None:
+    nan = float("nan")
+    assert censored_median([10.0, 20.0, nan]) == 20.0  # nanmedian would say 15
+    assert censored_median([10.0, nan, nan]) == float("inf")  # no median within the run
+    assert censored_median([10.0, 20.0, nan, nan]) == float("inf")
+    assert censored_median([30.0, 10.0, 20.0]) == 20.0
 
 
 def test_wide_head_is_exploratory_with_a_reason(tmp_path: Path) -> None:

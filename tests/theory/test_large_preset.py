@@ -32,7 +32,12 @@ def test_every_experiment_of_all_builds_with_the_large_preset() -> None:
     assert {256, 512, 1024, 2048} <= {c.d for c in cfgs}
     assert {c.seed for c in cfgs} >= {5}
     main = plan_configs(["a_trainable_head"], preset="large", seeds=2)
-    assert [(c.d, c.batch_size, c.eta_E < c.eta) for c in main] == [(512, 2048, True)] * 2
+    assert [(c.d, c.batch_size, c.eta_E < c.eta) for c in main] == [(512, 32768, True)] * 2
+    # the escape runs at d = 2048 keep the SGD noise's share (~ d^3 / batch) of the default
+    # preset's d = 1024 runs, where 95 of 96 tuning runs escaped: twice d, 8x the batch
+    esc = {c.d: c.batch_size for c in plan_configs(["e_scaling"], preset="large", seeds=1) if c.m == 1}
+    default = {c.d: c.batch_size for c in plan_configs(["e_scaling"], preset="default", seeds=1) if c.m == 1}
+    assert esc[2048] == 8 * default[1024]
 
 
 def _few_steps(device: str) -> tuple[np.ndarray, np.ndarray]:
