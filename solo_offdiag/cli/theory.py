@@ -23,7 +23,7 @@ EXPERIMENT_HELP = {
 PRESET_HELP = {
     "default": "the documented CPU regime (d = 64, plain cubic, alpha2 = 0.7, eta_E = eta/3, 8 seeds per arm)",
     "large": "the paper's orderings at GPU size (d = 512, batch 32768, plain cubic, eta_E < eta, "
-             "slight head start; use --device cuda; not validated: C4 4/8 on CPU tuning seeds 0-7, docs/theory.md)",
+             "slight head start; use --device cuda; not validated: C4 6/8 on CPU tuning seeds 0-7, docs/theory.md)",
     "smoke": "tiny sizes, same code paths (tests and CI; claims are not expected to pass)",
 }
 
