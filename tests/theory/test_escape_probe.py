@@ -2,25 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
 
-
-def _probe():
-    spec = importlib.util.spec_from_file_location("escape_probe", ROOT / "benchmarks" / "escape_probe.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_probe_counts_escapes_and_takes_the_censored_median() -> None:
-    probe = _probe()
+def test_probe_counts_escapes_and_takes_the_censored_median(load_benchmark) -> None:
+    probe = load_benchmark("escape_probe")
     long = probe.probe("smoke", d=32, batch=64, head_start_c=1.5, steps=400, seeds=3, seed_offset=7)
     assert long["runs"] == 3 and long["seeds"] == [7, 9] and len(long["t_escape"]) == 3
     assert long["escaped"] == 3  # d = 32 escapes within a few dozen steps
@@ -32,8 +21,8 @@ def test_probe_counts_escapes_and_takes_the_censored_median() -> None:
     assert all(t is None for t in short["t_escape"])
 
 
-def test_probe_refuses_a_start_above_the_threshold_and_bad_cases(tmp_path, monkeypatch, capsys) -> None:
-    probe = _probe()
+def test_probe_refuses_a_start_above_the_threshold_and_bad_cases(load_benchmark, tmp_path, monkeypatch, capsys) -> None:
+    probe = load_benchmark("escape_probe")
     with pytest.raises(ValueError, match=r"--head-start-c: got 2; allowed: < 0.3 x sqrt\(32\)"):
         probe.probe("smoke", d=32, batch=8, head_start_c=2.0, steps=5, seeds=1, seed_offset=0)
     with pytest.raises(Exception, match="expected D:BATCH"):

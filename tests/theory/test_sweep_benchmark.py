@@ -2,24 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
 
-
-def _sweep():
-    spec = importlib.util.spec_from_file_location("theory_sweep", ROOT / "benchmarks" / "theory_sweep.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_claims_are_scored_only_when_their_arms_ran():
-    sweep = _sweep()
+def test_claims_are_scored_only_when_their_arms_ran(load_benchmark):
+    sweep = load_benchmark("theory_sweep")
     run = {"t_escape": 0, "t1": 10, "t_v2": None, "t_both": None, "e21_peak": 0.1, "offdiag_peak": 0.1,
            "offdiag_final": 0.1, "final_alignment": [[0.9, 0.0], [0.9, 0.0]]}
     assert set(sweep.per_seed({"trainable": [run]})) == {"C3-theory", "C4"}
@@ -30,8 +19,8 @@ def test_claims_are_scored_only_when_their_arms_ran():
     assert verdicts["C4"] == [False] and verdicts["C5"] == [True]
 
 
-def test_sweep_writes_verdicts_and_phases_and_resumes(tmp_path, monkeypatch, capsys):
-    sweep = _sweep()
+def test_sweep_writes_verdicts_and_phases_and_resumes(load_benchmark, tmp_path, monkeypatch, capsys):
+    sweep = load_benchmark("theory_sweep")
     out = tmp_path / "sweep.json"
     argv = ["theory_sweep.py", "--preset", "smoke", "--seeds", "2", "--arms", "trainable", "--out", str(out),
             "--set", "short:steps=300"]
@@ -47,7 +36,7 @@ def test_sweep_writes_verdicts_and_phases_and_resumes(tmp_path, monkeypatch, cap
     assert "short: cached" in capsys.readouterr().out
 
 
-def test_bad_setting_is_refused_with_the_expected_form():
-    sweep = _sweep()
+def test_bad_setting_is_refused_with_the_expected_form(load_benchmark):
+    sweep = load_benchmark("theory_sweep")
     with pytest.raises(Exception, match="NAME:KEY=VALUE"):
         sweep.parse_setting("no-colon")
