@@ -6,7 +6,7 @@ start before the drift takes over, and such a run never escapes; this probe coun
 the censored median (a never-escaped run counted as late:
 :func:`solo_offdiag.theory.experiments.censored_median`) and the 10% / 90% quantiles of the runs
 that escaped, for each ``--case D:BATCH``. Every run is ``e_scaling``'s escape config of the preset
-(``scaling``: eta, activation, m = 1, logging every step) with the case's d and batch, ``--steps``
+(:func:`solo_offdiag.theory.experiments.escape_config`) with the case's d and batch, ``--steps``
 and head start ``--head-start-c / sqrt(d)``: the probe behind the table "C8 up to d = 1024" of
 docs/theory.md. Choose on the tuning seeds (0-63 for the theory; the table used 0-95 for the
 escape runs alone).
@@ -28,8 +28,9 @@ from solo_offdiag.io import atomic_write_json
 from solo_offdiag.theory.experiments import (
     HEAD_START_C,
     THEORY_PRESETS,
-    base_config,
     censored_median,
+    escape_config,
+    escape_times,
 )
 from solo_offdiag.theory.model import seeds_of, simulate_batch
 from solo_offdiag.theory.phases import ESCAPE, detect_phases
@@ -52,15 +53,11 @@ def probe(preset: str, d: int, batch: int, head_start_c: float, steps: int, seed
     if not head_start_c / math.sqrt(d) < ESCAPE:
         raise ValueError(f"--head-start-c: got {head_start_c:g}; allowed: < {ESCAPE:g} x sqrt({d}) "
                          "(neuron 1 must start below the escape threshold)")
-    sc = THEORY_PRESETS[preset]["scaling"]
-    cfg = base_config(preset).replace(
-        d=d, batch_size=batch, steps=steps, log_every=1, m=sc["m"], eta=sc["eta"], activation=sc["activation"],
-        head_start=head_start_c / math.sqrt(d), seed=seed_offset)
+    cfg = escape_config(preset, d, head_start_c, batch_size=batch, steps=steps, seed=seed_offset)
     start = time.process_time()
     traj = simulate_batch(seeds_of(cfg, seeds), device=device)
     cpu = time.process_time() - start
-    t = np.array([math.nan if (r := detect_phases(traj.arm(i)))["t_escape"] is None else r["t_escape"]
-                  for i in range(seeds)], dtype=float)
+    t = escape_times([detect_phases(traj.arm(i)) for i in range(seeds)])
     done = t[np.isfinite(t)]
     median = censored_median(t)
     return {"d": d, "batch_size": batch, "head_start_c": head_start_c, "steps": steps,

@@ -379,25 +379,35 @@ def head_start_c(preset: str) -> float:
     return c
 
 
+def escape_config(preset: str, d: int, c: float | None = None, **changes: Any) -> TheoryConfig:
+    """The config of one of ``e_scaling``'s escape runs at dimension ``d``: neuron 1 alone
+    (``m = 1``: its escape without the race against neuron 2, docs/theory.md, C8) with head start
+    ``c / sqrt(d)`` (default :func:`head_start_c`), the preset's ``scaling`` settings and its
+    ``escape_by_d`` overrides for this d, then ``changes``."""
+    sc = THEORY_PRESETS[preset]["scaling"]
+    c = head_start_c(preset) if c is None else c
+    return base_config(preset).replace(**{
+        "steps": sc["steps"], "batch_size": sc["batch_size"], "log_every": sc["log_every"],
+        "activation": sc["activation"], "m": sc["m"], "eta": sc["eta"], "d": d, "head_start": c / math.sqrt(d),
+        **sc.get("escape_by_d", {}).get(d, {}), **changes})
+
+
+def escape_times(runs: list[dict[str, Any]]) -> np.ndarray:
+    """``t_escape`` of each run (:func:`detect_phases`), NaN where the run never escaped."""
+    return np.array([math.nan if r["t_escape"] is None else r["t_escape"] for r in runs], dtype=float)
+
+
 def scaling_configs(ctx: Context) -> dict[str, list[TheoryConfig]]:
-    """The arms of ``e_scaling``: the escape sweep over ``d`` (neuron 1 alone, ``m = 1``, with head
-    start ``head_start_c / sqrt(d)``), the same at the smallest ``d`` with ``eta / 2``, and the full
-    model at each ``eta_E / eta`` ratio (for the E21 peak and the substitution time). The d sweep
-    and the ratio arms use ``slope_seed_factor`` x the seeds (their slopes are fitted on medians)."""
+    """The arms of ``e_scaling``: the escape sweep over ``d`` (:func:`escape_config`; one arm per d,
+    as a d may have its own batch and run length), the same at the smallest ``d`` with ``eta / 2``,
+    and the full model at each ``eta_E / eta`` ratio (for the E21 peak and the substitution time).
+    The d sweep and the ratio arms use ``slope_seed_factor`` x the seeds (their slopes are fitted on
+    medians)."""
     sc = THEORY_PRESETS[ctx.preset]["scaling"]
     base = ctx.base()
-    c = head_start_c(ctx.preset)
-    # neuron 1 alone (m = 1): its escape without the race against neuron 2 (docs/theory.md, C8)
-    esc = base.replace(steps=sc["steps"], batch_size=sc["batch_size"], log_every=sc["log_every"],
-                       activation=sc["activation"], m=sc["m"], eta=sc["eta"])
     n_esc = ctx.seeds * sc["slope_seed_factor"]
-    by_d = sc.get("escape_by_d", {})
-    # one arm per d: a d may have its own batch and run length (escape_by_d)
-    arms = {f"d{d}": ctx.seeded(esc.replace(d=d, head_start=c / math.sqrt(d), **by_d.get(d, {})), n_esc)
-            for d in sc["dims"]}
-    d0 = sc["dims"][0]
-    arms["eta_half"] = ctx.seeded(esc.replace(d=d0, head_start=c / math.sqrt(d0), eta=esc.eta / 2,
-                                              **by_d.get(d0, {})))
+    arms = {f"d{d}": ctx.seeded(escape_config(ctx.preset, d), n_esc) for d in sc["dims"]}
+    arms["eta_half"] = ctx.seeded(escape_config(ctx.preset, sc["dims"][0], eta=sc["eta"] / 2))
     for r in sc["eta_E_ratios"]:  # the full model (d, steps of the base), at the escape runs' batch size
         arms[f"etaE_{r:g}"] = ctx.seeded(base.replace(eta_E=base.eta * r, batch_size=sc["batch_size"]), n_esc)
     return arms
@@ -411,9 +421,8 @@ def _exp_e(ctx: Context) -> ExperimentResult:
     dims = np.array(sc["dims"], dtype=float)
     n = ctx.seeds
     n_esc = n * sc["slope_seed_factor"]
-    esc = np.array([[math.nan if r["t_escape"] is None else r["t_escape"] for r in results[f"d{d}"]["runs"]]
-                    for d in sc["dims"]], dtype=float)
-    half = np.array([math.nan if r["t_escape"] is None else r["t_escape"] for r in results["eta_half"]["runs"]])
+    esc = np.array([escape_times(results[f"d{d}"]["runs"]) for d in sc["dims"]])
+    half = escape_times(results["eta_half"]["runs"])
     base_ratio = ctx.base().eta_E / ctx.base().eta
     sub_arm = min(sc["eta_E_ratios"], key=lambda r: abs(r - base_ratio))
     sub_runs = results[f"etaE_{sub_arm:g}"]["runs"]
